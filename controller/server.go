@@ -1,0 +1,241 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/chatdr/chatdr/controller/fleet"
+	"github.com/chatdr/chatdr/controller/store"
+	"github.com/chatdr/chatdr/controller/topology"
+	"github.com/chatdr/chatdr/internal/authz"
+	"github.com/chatdr/chatdr/internal/buildinfo"
+	"github.com/chatdr/chatdr/internal/pki"
+	controllerv1 "github.com/chatdr/chatdr/proto/chatdr/controller/v1"
+)
+
+// Roles allowed to read state.
+var readers = []pki.Role{pki.RoleViewer, pki.RoleOperator, pki.RoleApprover, pki.RoleAdmin}
+
+// policy is who may call which ControllerService RPC.
+var policy = authz.Policy{
+	controllerv1.ControllerService_GetFleetStatus_FullMethodName: readers,
+	controllerv1.ControllerService_ReloadTopology_FullMethodName: {pki.RoleAdmin},
+}
+
+// Server implements ControllerService.
+type Server struct {
+	controllerv1.UnimplementedControllerServiceServer
+
+	cfg     *Config
+	log     *slog.Logger
+	fleet   *fleet.Fleet
+	metrics *metrics
+
+	mu   sync.RWMutex
+	topo *topology.Topology
+}
+
+// Run starts the controller described by cfg and blocks until ctx ends, then
+// stops gracefully. ready, when not nil, receives the gRPC and metrics
+// addresses once both listen.
+func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr, metricsAddr string)) error {
+	if err := policy.Validate(controllerv1.ControllerService_ServiceDesc); err != nil {
+		return err
+	}
+	topo, err := topology.Load(cfg.Topology)
+	if err != nil {
+		return err
+	}
+	mat, err := pki.LoadMaterial(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
+	if err != nil {
+		return err
+	}
+	if mat.Identity.Role != pki.RoleController {
+		return fmt.Errorf("certificate %s has role %s; the controller needs a certificate with role controller", cfg.TLS.Cert, mat.Identity.Role)
+	}
+	st, err := store.Open(cfg.StateDir, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	fl, err := fleet.New(mat, st, fleet.Options{Timeout: time.Duration(cfg.Fleet.AgentTimeout), Concurrency: cfg.Fleet.Concurrency})
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+	if err := fl.SetAgents(topo.Agents()); err != nil {
+		return err
+	}
+	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: newMetrics()}
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	gs := grpc.NewServer(append(policy.ServerOptions(), grpc.Creds(credentials.NewTLS(mat.ServerConfig())))...)
+	controllerv1.RegisterControllerServiceServer(gs, s)
+
+	errc := make(chan error, 2)
+	var msrv *http.Server
+	metricsAddr := ""
+	if cfg.MetricsListen != "" {
+		mlis, err := net.Listen("tcp", cfg.MetricsListen)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsListen, err)
+		}
+		metricsAddr = mlis.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := msrv.Serve(mlis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
+	go func() {
+		if err := gs.Serve(lis); err != nil {
+			errc <- fmt.Errorf("grpc server: %w", err)
+		}
+	}()
+	log.Info("controller listening", "grpc", lis.Addr().String(), "metrics", metricsAddr, "pool", topo.Pool,
+		"agents", len(topo.Agents()), "version", buildinfo.Version())
+	if ready != nil {
+		ready(lis.Addr().String(), metricsAddr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	log.Info("controller stopping")
+	graceful := make(chan struct{})
+	go func() { gs.GracefulStop(); close(graceful) }()
+	select {
+	case <-graceful:
+	case <-time.After(time.Duration(cfg.ShutdownGrace)):
+		gs.Stop()
+	}
+	if msrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = msrv.Shutdown(sctx)
+	}
+	log.Info("controller stopped")
+	return runErr
+}
+
+func (s *Server) topology() *topology.Topology {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.topo
+}
+
+// GetFleetStatus implements ControllerService.
+func (s *Server) GetFleetStatus(ctx context.Context, req *controllerv1.GetFleetStatusRequest) (*controllerv1.GetFleetStatusResponse, error) {
+	topo := s.topology()
+	if site := req.GetSite(); site != "" {
+		known := false
+		for _, st := range topo.Sites {
+			known = known || st.Name == site
+		}
+		if !known {
+			return nil, status.Errorf(codes.InvalidArgument, "site %q is not in the topology of pool %s", site, topo.Pool)
+		}
+	}
+	timeout := req.GetAgentTimeout().AsDuration()
+	if req.GetAgentTimeout() != nil && timeout <= 0 {
+		return nil, status.Error(codes.InvalidArgument, "agent_timeout must be positive")
+	}
+	if max := time.Duration(s.cfg.Fleet.MaxAgentTimeout); timeout > max {
+		timeout = max
+	}
+	start := time.Now()
+	res, err := s.fleet.Status(ctx, req.GetSite(), timeout)
+	if res == nil && err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	if err != nil {
+		// The answer is still good; only the last-seen record failed.
+		s.log.Warn("fleet status", "err", err)
+	}
+	elapsed := time.Since(start)
+	s.metrics.fleetLatency.Observe(elapsed.Seconds())
+	resp := &controllerv1.GetFleetStatusResponse{
+		Pool:      topo.Pool,
+		Sites:     sitesToProto(topo),
+		CheckedAt: timestamppb.New(start),
+		Elapsed:   durationpb.New(elapsed),
+	}
+	for _, r := range res {
+		resp.Agents = append(resp.Agents, agentStatusToProto(r))
+		v := 0.0
+		if r.Reachable {
+			v = 1
+		}
+		s.metrics.reachable.WithLabelValues(r.Agent.Host, r.Agent.Site).Set(v)
+	}
+	return resp, nil
+}
+
+// ReloadTopology implements ControllerService.
+func (s *Server) ReloadTopology(ctx context.Context, _ *controllerv1.ReloadTopologyRequest) (*controllerv1.ReloadTopologyResponse, error) {
+	topo, err := topology.Load(s.cfg.Topology)
+	if err != nil {
+		if errors.Is(err, topology.ErrInvalid) {
+			return nil, status.Errorf(codes.InvalidArgument, "the topology in use is kept; %s is not valid:\n%v", s.cfg.Topology, err)
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "the topology in use is kept: %v", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.fleet.SetAgents(topo.Agents()); err != nil {
+		return nil, status.Errorf(codes.Internal, "apply topology: %v", err)
+	}
+	s.topo = topo
+	who, _ := authz.PeerIdentity(ctx)
+	s.log.Info("topology reloaded", "by", who.String(), "pool", topo.Pool, "agents", len(topo.Agents()))
+	return &controllerv1.ReloadTopologyResponse{Pool: topo.Pool, Agents: int32(len(topo.Agents()))}, nil
+}
+
+// metrics are the controller's Prometheus metrics.
+type metrics struct {
+	reg          *prometheus.Registry
+	fleetLatency prometheus.Histogram
+	reachable    *prometheus.GaugeVec
+}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &metrics{
+		reg: reg,
+		fleetLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "chatdr_controller_fleet_status_seconds", Help: "Duration of a fleet-status fan-out.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+		reachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chatdr_agent_reachable", Help: "1 when the agent answered the last fleet-status call, else 0.",
+		}, []string{"host", "site"}),
+	}
+	reg.MustRegister(m.fleetLatency, m.reachable)
+	return m
+}
