@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -45,6 +46,9 @@ already holds a CA.`,
 			}
 			if validity <= 0 {
 				return usageErr("--validity must be positive")
+			}
+			if _, err := os.Stat(filepath.Join(dir, pki.CACertFile)); err == nil {
+				return usageErr("%s already holds a CA; use 'chatdr certs issue' to add certificates, or choose an empty directory", dir)
 			}
 			agents := append([]string{"localhost", "127.0.0.1"}, agentHosts...)
 			if topoFile != "" {

@@ -1,5 +1,5 @@
 // Command chatdr-agent runs the chatdr agent on a Persistent Chat server or a
-// SQL Server host. See docs/agent.md.
+// SQL Server host. See docs/configuration.md.
 package main
 
 import (

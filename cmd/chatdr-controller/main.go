@@ -1,4 +1,4 @@
-// Command chatdr-controller runs the chatdr controller. See docs/controller.md.
+// Command chatdr-controller runs the chatdr controller. See docs/configuration.md.
 package main
 
 import (

@@ -49,7 +49,6 @@ func Parse(filename string, data []byte) (*Topology, error) {
 // The field names allowed in each mapping, in the order the documentation
 // lists them. They are functions, not package variables, so that no caller
 // can change them.
-
 func topFields() []string {
 	return []string{"pool", "pool_identity", "sites", "chat_servers", "sql", "databases",
 		"log_shipping", "management_shell_host", "approvals"}
@@ -72,7 +71,8 @@ type decoder struct {
 	file     string
 	problems []Problem
 	// lines maps a field path to the line of its value (for a mapping or
-	// list, the line it starts on); the root mapping is "".
+	// list, the line of its key; for a list item, the line of its "-");
+	// the root mapping is "".
 	lines map[string]int
 }
 

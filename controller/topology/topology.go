@@ -261,20 +261,18 @@ func (t *Topology) SQLHosts() map[string]*SQLHost {
 
 // roleHost pairs a SQL role with its host (nil when not configured).
 type roleHost struct {
-	role  string
-	key   string // yaml key under sql
-	site  SiteRole
-	host  *SQLHost
-	reqd  bool
-	about string
+	role string   // Role* constant
+	key  string   // yaml key under sql
+	site SiteRole // role of the site the host lives in
+	host *SQLHost
 }
 
 // sqlRoles lists the SQL roles in their canonical order.
 func (t *Topology) sqlRoles() []roleHost {
 	return []roleHost{
-		{RoleSQLPrimary, "primary", SitePrimary, t.SQL.Primary, true, "the principal SQL Server in the primary site"},
-		{RoleSQLPrimaryMirror, "primary_mirror", SitePrimary, t.SQL.PrimaryMirror, false, ""},
-		{RoleSQLBackup, "backup", SiteBackup, t.SQL.Backup, true, "the log-shipping secondary SQL Server in the backup site"},
-		{RoleSQLBackupMirror, "backup_mirror", SiteBackup, t.SQL.BackupMirror, false, ""},
+		{RoleSQLPrimary, "primary", SitePrimary, t.SQL.Primary},
+		{RoleSQLPrimaryMirror, "primary_mirror", SitePrimary, t.SQL.PrimaryMirror},
+		{RoleSQLBackup, "backup", SiteBackup, t.SQL.Backup},
+		{RoleSQLBackupMirror, "backup_mirror", SiteBackup, t.SQL.BackupMirror},
 	}
 }

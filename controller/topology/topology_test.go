@@ -302,7 +302,7 @@ func TestParse_invalid(t *testing.T) {
 			`testdata/invalid/two-documents.yaml:22: a second YAML document starts here; the file must hold exactly one document`,
 		}},
 		{"two-primaries", []string{
-			`testdata/invalid/two-primaries.yaml:6: sites[2].role: a second site has role primary (site "dc1" is already primary); exactly one site must be primary and one backup`,
+			`testdata/invalid/two-primaries.yaml:6: sites[2].role: another site has role primary (site "dc1" is already primary); exactly one site must be primary and one backup`,
 		}},
 		{"undefined-site", []string{
 			`testdata/invalid/undefined-site.yaml:17: chat_servers[4].site: site "dc3" is not defined (sites: dc1, dc2)`,
@@ -425,6 +425,13 @@ func TestParse_inline_accepted(t *testing.T) {
 			},
 		},
 		{
+			name: "document start marker before the topology",
+			data: []string{"pool: pchat01", "---\npool: pchat01"},
+			check: func(t *testing.T, topo *Topology) {
+				require.Equal(t, "pchat01.lab.chatdr.test", topo.Pool)
+			},
+		},
+		{
 			name: "named instance",
 			data: []string{`{fqdn: sql1.dc1.lab.chatdr.test,`, `{fqdn: sql1.dc1.lab.chatdr.test, instance: _Pchat$2,`},
 			check: func(t *testing.T, topo *Topology) {
@@ -502,6 +509,20 @@ func TestParse_inline_rejected(t *testing.T) {
 			name: "low_latency_to names an undefined site",
 			data: edit(t, "{name: dc2, role: backup}", "{name: dc2, role: backup, low_latency_to: [dc9]}"),
 			want: `lab.yaml:7: sites[1].low_latency_to[0]: site "dc9" is not defined (sites: dc1, dc2)`,
+		},
+		{
+			name: "timestamp where a string belongs",
+			data: edit(t, "{chat: mgc, compliance: mgccomp}", "{chat: mgc, compliance: 2019-01-01}"),
+			want: `lab.yaml:22: databases.compliance: must be a string, got a timestamp (quote it if you mean the text: "2019-01-01")`,
+		},
+		{
+			name: "site name with a space",
+			data: edit(t, "{name: dc1, role: primary}", "{name: dc 1, role: primary}",
+				"  - {fqdn: pc1.dc1.lab.chatdr.test, site: dc1,", "  - {fqdn: pc1.dc1.lab.chatdr.test, site: dc 1,",
+				"  - {fqdn: pc2.dc1.lab.chatdr.test, site: dc1,", "  - {fqdn: pc2.dc1.lab.chatdr.test, site: dc 1,",
+				"  - {fqdn: pc3.dc1.lab.chatdr.test, site: dc1,", "  - {fqdn: pc3.dc1.lab.chatdr.test, site: dc 1,",
+				"  - {fqdn: pc4.dc1.lab.chatdr.test, site: dc1,", "  - {fqdn: pc4.dc1.lab.chatdr.test, site: dc 1,"),
+			want: `lab.yaml:6: sites[0].name: site name "dc 1" is invalid: want 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`,
 		},
 		{
 			name: "trailing document marker",
@@ -688,4 +709,20 @@ func TestCheckInstance_table(t *testing.T) {
 			require.Equal(t, tt.ok, checkInstance(tt.in) == "", checkInstance(tt.in))
 		})
 	}
+}
+
+// The full example of docs/topology.md must stay valid.
+func TestDocs_fullExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "topology.md"))
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(doc), "## Full example\n\n```yaml\n")
+	require.True(t, ok, "docs/topology.md has a Full example yaml block")
+	example, _, ok := strings.Cut(rest, "```")
+	require.True(t, ok)
+
+	topo, err := Parse("docs/topology.md", []byte(example))
+	require.NoError(t, err)
+	require.Len(t, topo.Agents(), 12)
+	require.Len(t, topo.ActiveServers(ActiveNormal), 4)
+	require.Len(t, topo.ActiveServers(ActiveFailedOver), 4)
 }

@@ -112,6 +112,7 @@ func (v validator) checkSiteRef(path, name string) bool {
 	return false
 }
 
+// sites checks names, roles and low_latency_to of every site.
 func (v validator) sites() {
 	seen := map[string]int{}
 	roleCount := map[SiteRole]int{}
@@ -133,9 +134,9 @@ func (v validator) sites() {
 		case "":
 		case SitePrimary, SiteBackup:
 			roleCount[s.Role]++
-			if roleCount[s.Role] == 2 {
-				first, _ := uniqueSiteBefore(v.t.Sites[:i], s.Role)
-				v.d.addf(join(p, "role"), "a second site has role %s (site %s is already %s); exactly one site must be primary and one backup",
+			if roleCount[s.Role] > 1 {
+				first := v.t.SiteByRole(s.Role)
+				v.d.addf(join(p, "role"), "another site has role %s (site %s is already %s); exactly one site must be primary and one backup",
 					s.Role, show(first.Name), s.Role)
 			}
 		default:
@@ -167,16 +168,6 @@ func (v validator) sites() {
 	}
 }
 
-// uniqueSiteBefore returns the first site in sites with role r.
-func uniqueSiteBefore(sites []Site, r SiteRole) (Site, bool) {
-	for _, s := range sites {
-		if s.Role == r {
-			return s, true
-		}
-	}
-	return Site{}, false
-}
-
 // stateText names a pool state for messages.
 func stateText(a ActiveWhen) string {
 	if a == ActiveFailedOver {
@@ -185,6 +176,9 @@ func stateText(a ActiveWhen) string {
 	return string(a)
 }
 
+// chatServers checks each chat server and the pool-wide rules: at most 8
+// servers, at most 4 active per state, at least one per state, and active
+// servers near the database in use.
 func (v validator) chatServers() {
 	servers := v.t.ChatServers
 	if len(servers) > MaxChatServers {
@@ -255,6 +249,7 @@ func (v validator) chatServers() {
 	}
 }
 
+// sqlHosts checks each configured SQL host and that its site fits its role.
 func (v validator) sqlHosts() {
 	for _, rh := range v.t.sqlRoles() {
 		h := rh.host
@@ -311,6 +306,7 @@ func (v validator) firstSeen(refs []hostRef, key func(string) string, what, rule
 	}
 }
 
+// duplicates reports host names and agent addresses given twice.
 func (v validator) duplicates() {
 	var hosts, agents []hostRef
 	add := func(p, fqdn, agent string) {
@@ -341,6 +337,7 @@ func (v validator) duplicates() {
 	}, "agent address", "each host has its own agent")
 }
 
+// databases checks the database names.
 func (v validator) databases() {
 	db := v.t.Databases
 	check := func(path, name string) {
@@ -358,6 +355,7 @@ func (v validator) databases() {
 	}
 }
 
+// logShipping checks the paths and that mirror_share is set when needed.
 func (v validator) logShipping() {
 	ls := v.t.LogShipping
 	for _, f := range []struct{ key, value string }{
@@ -385,6 +383,7 @@ func (v validator) logShipping() {
 	}
 }
 
+// managementShell checks that management_shell_host is a chat server.
 func (v validator) managementShell() {
 	h := v.t.ManagementShellHost
 	if h == "" || len(v.t.ChatServers) == 0 {
