@@ -32,8 +32,8 @@ func builtinActions() []Action {
 	}}
 }
 
-func runNoop(ctx context.Context, params *structpb.Struct, emit Emitter) (*structpb.Struct, *agentv1.ActionError) {
-	f := params.GetFields()
+func runNoop(ctx context.Context, req *agentv1.ExecuteRequest, emit Emitter) (*structpb.Struct, *agentv1.ActionError) {
+	f := req.GetParams().GetFields()
 	var d time.Duration
 	if v, ok := f["duration"]; ok {
 		var err error

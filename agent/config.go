@@ -6,6 +6,12 @@ package agent
 import (
 	"fmt"
 	"net"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/chatdr/chatdr/plugins"
 
 	"github.com/chatdr/chatdr/internal/cfgfile"
 )
@@ -28,12 +34,32 @@ type Config struct {
 	TLS cfgfile.TLS `yaml:"tls"`
 	// ShutdownGrace bounds how long a graceful stop waits for calls in flight.
 	ShutdownGrace cfgfile.Duration `yaml:"shutdown_grace"`
+	// Plugins selects the action plugins.
+	Plugins PluginsConfig `yaml:"plugins"`
+	// PluginConfig holds one section per plugin, read by the plugin itself
+	// (pluginsdk.LoadConfig) from this file.
+	PluginConfig map[string]yaml.Node `yaml:"plugin_config"`
+	// path is the absolute path of the file, given to plugins.
+	path string
+}
+
+// PluginsConfig selects the agent's action plugins.
+type PluginsConfig struct {
+	// Builtin names the built-in plugins to run; nil means all of them,
+	// an empty list none.
+	Builtin *[]string `yaml:"builtin"`
+	// Dir holds third-party plugin binaries (chatdr-plugin-NAME[.exe]).
+	Dir string `yaml:"dir"`
+	// Pinned maps a third-party plugin name to the SHA-256 (hex) its binary
+	// must have; a binary that is not pinned, or differs, is not run.
+	Pinned map[string]string `yaml:"pinned"`
 }
 
 // LoadConfig reads and checks an agent configuration file.
 func LoadConfig(path string) (*Config, error) {
 	var c Config
-	if err := cfgfile.Load(path, &c); err != nil {
+	err := cfgfile.Load(path, &c)
+	if err != nil {
 		return nil, err
 	}
 	if c.Host == "" {
@@ -56,6 +82,17 @@ func LoadConfig(path string) (*Config, error) {
 	c.StateDir = cfgfile.Resolve(path, c.StateDir)
 	if err := c.TLS.Resolve(path); err != nil {
 		return nil, err
+	}
+	if c.path, err = filepath.Abs(path); err != nil {
+		return nil, err
+	}
+	c.Plugins.Dir = cfgfile.Resolve(path, c.Plugins.Dir)
+	if c.Plugins.Builtin != nil {
+		for _, n := range *c.Plugins.Builtin {
+			if _, ok := plugins.New(n); !ok {
+				return nil, fmt.Errorf("%s: plugins.builtin: %q is not a built-in plugin (built-in: %s)", path, n, strings.Join(plugins.Names(), ", "))
+			}
+		}
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = cfgfile.Duration(10e9)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -35,9 +36,9 @@ type Emitter interface {
 // Action is one executable action.
 type Action struct {
 	Info *agentv1.ActionInfo
-	// Run does the work. It must honour ctx (timeout) and return an output
-	// or an *agentv1.ActionError.
-	Run func(ctx context.Context, params *structpb.Struct, emit Emitter) (*structpb.Struct, *agentv1.ActionError)
+	// Run does the work of req (its timeout already applied to ctx). It must
+	// honour ctx and return an output or an *agentv1.ActionError.
+	Run func(ctx context.Context, req *agentv1.ExecuteRequest, emit Emitter) (*structpb.Struct, *agentv1.ActionError)
 }
 
 // execution is one idempotency key's run.
@@ -181,7 +182,9 @@ func (e *Executor) run(ex *execution, act Action, req *agentv1.ExecuteRequest) {
 	ctx, cancel := context.WithTimeout(e.stop, timeout)
 	defer cancel()
 	started := time.Now()
-	out, aerr := act.Run(ctx, req.GetParams(), emitter{ex})
+	req = proto.Clone(req).(*agentv1.ExecuteRequest)
+	req.Timeout = durationpb.New(timeout)
+	out, aerr := act.Run(ctx, req, emitter{ex})
 	res := &agentv1.ExecutionResult{
 		StartedAt: timestamppb.New(started),
 		EndedAt:   timestamppb.Now(),

@@ -24,9 +24,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chatdr/chatdr/agent/pluginhost"
 	"github.com/chatdr/chatdr/internal/authz"
 	"github.com/chatdr/chatdr/internal/buildinfo"
 	"github.com/chatdr/chatdr/internal/pki"
+	"github.com/chatdr/chatdr/pluginsdk"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
 
@@ -46,6 +48,7 @@ type Server struct {
 	log     *slog.Logger
 	started time.Time
 	exec    *Executor
+	plugins *pluginhost.Host
 	metrics *metrics
 }
 
@@ -67,11 +70,20 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr
 		return fmt.Errorf("state directory: %w", err)
 	}
 
+	specs, err := pluginSpecs(cfg)
+	if err != nil {
+		return err
+	}
 	stopCtx, stopActions := context.WithCancel(context.Background())
 	defer stopActions()
 	s := &Server{cfg: cfg, log: log, started: time.Now()}
 	s.metrics = newMetrics(cfg, s.started)
-	s.exec = NewExecutor(stopCtx, builtinActions(), s.metrics.executionDone)
+	s.plugins = pluginhost.New(specs, log, os.Stderr)
+	defer s.plugins.Close()
+	// A plugin that does not start is reported in GetInfo, not fatal: the
+	// agent still serves facts and the other plugins.
+	_ = s.plugins.Start(ctx)
+	s.exec = NewExecutor(stopCtx, append(builtinActions(), pluginActions(s.plugins)...), s.metrics.executionDone)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -167,14 +179,28 @@ func (s *Server) GetInfo(context.Context, *agentv1.GetInfoRequest) (*agentv1.Get
 		Actions:     actions,
 		Probes:      []*agentv1.ProbeInfo{{Name: "agent.host", Description: "host facts: name, site, roles, version, uptime, OS"}},
 	}
-	return &agentv1.GetInfoResponse{Host: s.hostInfo(), Plugins: []*agentv1.PluginInfo{builtin}}, nil
+	var own []*agentv1.ActionInfo
+	for _, a := range actions {
+		if pluginhost.PluginFor(a.GetName()) == builtinPlugin {
+			own = append(own, a)
+		}
+	}
+	builtin.Actions = own
+	return &agentv1.GetInfoResponse{Host: s.hostInfo(), Plugins: append([]*agentv1.PluginInfo{builtin}, pluginInfos(s.plugins)...)}, nil
 }
 
 // Probe implements AgentService.
-func (s *Server) Probe(_ context.Context, req *agentv1.ProbeRequest) (*agentv1.ProbeResponse, error) {
+func (s *Server) Probe(ctx context.Context, req *agentv1.ProbeRequest) (*agentv1.ProbeResponse, error) {
 	names := req.GetNames()
 	if len(names) == 0 {
 		names = []string{"agent.host"}
+		for _, p := range s.plugins.Plugins() {
+			if p.Info != nil {
+				for _, pr := range p.Info.Probes {
+					names = append(names, pr.Name)
+				}
+			}
+		}
 	}
 	resp := &agentv1.ProbeResponse{}
 	for _, n := range names {
@@ -195,10 +221,37 @@ func (s *Server) Probe(_ context.Context, req *agentv1.ProbeRequest) (*agentv1.P
 			}
 			resp.Facts = append(resp.Facts, &agentv1.Fact{Name: n, Value: v, ObservedAt: timestamppb.Now()})
 		default:
-			return nil, status.Errorf(codes.NotFound, "probe %q is not offered by agent %s", n, s.cfg.Host)
+			if !s.offersProbe(n) {
+				return nil, status.Errorf(codes.NotFound, "probe %q is not offered by agent %s", n, s.cfg.Host)
+			}
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			out, err := s.plugins.Probe(pctx, n, pluginsdk.Params(pluginsdk.FromStruct(req.GetParams())))
+			cancel()
+			fact := &agentv1.Fact{Name: n, ObservedAt: timestamppb.Now()}
+			if err != nil {
+				fact.Error = pluginsdk.ErrorToProto(err)
+			} else if fact.Value, err = pluginsdk.ToStruct(out); err != nil {
+				fact.Error = &agentv1.ActionError{Code: "bad_output", Message: err.Error()}
+			}
+			resp.Facts = append(resp.Facts, fact)
 		}
 	}
 	return resp, nil
+}
+
+// offersProbe reports whether a running plugin offers probe name.
+func (s *Server) offersProbe(name string) bool {
+	for _, p := range s.plugins.Plugins() {
+		if p.Info == nil {
+			continue
+		}
+		for _, pr := range p.Info.Probes {
+			if pr.Name == name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Execute implements AgentService.

@@ -316,7 +316,12 @@ type PluginInfo struct {
 	// Actions offered.
 	Actions []*ActionInfo `protobuf:"bytes,4,rep,name=actions,proto3" json:"actions,omitempty"`
 	// Probes offered.
-	Probes        []*ProbeInfo `protobuf:"bytes,5,rep,name=probes,proto3" json:"probes,omitempty"`
+	Probes []*ProbeInfo `protobuf:"bytes,5,rep,name=probes,proto3" json:"probes,omitempty"`
+	// Why the plugin is not running (empty when it runs); its actions and
+	// probes are then unavailable.
+	LoadError string `protobuf:"bytes,6,opt,name=load_error,json=loadError,proto3" json:"load_error,omitempty"`
+	// How many times the plugin process was started again after it exited.
+	Restarts      uint32 `protobuf:"varint,7,opt,name=restarts,proto3" json:"restarts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +389,20 @@ func (x *PluginInfo) GetProbes() []*ProbeInfo {
 		return x.Probes
 	}
 	return nil
+}
+
+func (x *PluginInfo) GetLoadError() string {
+	if x != nil {
+		return x.LoadError
+	}
+	return ""
+}
+
+func (x *PluginInfo) GetRestarts() uint32 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
 }
 
 // ActionInfo describes one action and its safety class.
@@ -1397,14 +1416,17 @@ const file_chatdr_agent_v1_agent_proto_rawDesc = "" +
 	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x121\n" +
 	"\x06uptime\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06uptime\x12\x0e\n" +
 	"\x02os\x18\b \x01(\tR\x02os\x12\x12\n" +
-	"\x04arch\x18\t \x01(\tR\x04arch\"\xc8\x01\n" +
+	"\x04arch\x18\t \x01(\tR\x04arch\"\x83\x02\n" +
 	"\n" +
 	"PluginInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
 	"\fapi_versions\x18\x03 \x03(\rR\vapiVersions\x125\n" +
 	"\aactions\x18\x04 \x03(\v2\x1b.chatdr.agent.v1.ActionInfoR\aactions\x122\n" +
-	"\x06probes\x18\x05 \x03(\v2\x1a.chatdr.agent.v1.ProbeInfoR\x06probes\"\x99\x02\n" +
+	"\x06probes\x18\x05 \x03(\v2\x1a.chatdr.agent.v1.ProbeInfoR\x06probes\x12\x1d\n" +
+	"\n" +
+	"load_error\x18\x06 \x01(\tR\tloadError\x12\x1a\n" +
+	"\brestarts\x18\a \x01(\rR\brestarts\"\x99\x02\n" +
 	"\n" +
 	"ActionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
