@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/chatdr/chatdr/agent/pluginhost"
-	"github.com/chatdr/chatdr/pluginsdk"
 	"github.com/chatdr/chatdr/plugins"
+	"github.com/chatdr/chatdr/pluginsdk"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
 

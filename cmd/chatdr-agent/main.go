@@ -14,8 +14,8 @@ import (
 	"github.com/chatdr/chatdr/agent"
 	"github.com/chatdr/chatdr/internal/buildinfo"
 	"github.com/chatdr/chatdr/internal/logging"
-	"github.com/chatdr/chatdr/pluginsdk"
 	"github.com/chatdr/chatdr/plugins"
+	"github.com/chatdr/chatdr/pluginsdk"
 )
 
 func main() {

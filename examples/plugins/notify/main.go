@@ -132,4 +132,3 @@ func (n *notify) Probe(_ context.Context, name string, _ pluginsdk.Params) (plug
 	}
 	return pluginsdk.Output{"file": os.Getenv(envFile), "webhook": hook}, nil
 }
-
