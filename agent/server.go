@@ -89,11 +89,14 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	opts := append(policy.ServerOptions(),
-		grpc.Creds(credentials.NewTLS(mat.ServerConfig())),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	// Metrics first, so that refused calls are counted too.
+	opts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.metrics.unary),
 		grpc.ChainStreamInterceptor(s.metrics.stream),
+	}, policy.ServerOptions()...)
+	opts = append(opts,
+		grpc.Creds(credentials.NewTLS(mat.ServerConfig())),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
 	gs := grpc.NewServer(opts...)
 	agentv1.RegisterAgentServiceServer(gs, s)

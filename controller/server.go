@@ -55,11 +55,17 @@ type Server struct {
 // stops gracefully. ready, when not nil, receives the gRPC and metrics
 // addresses once both listen.
 func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr, metricsAddr string)) error {
-	if err := policy.Validate(controllerv1.ControllerService_ServiceDesc); err != nil {
-		return err
-	}
 	topo, err := topology.Load(cfg.Topology)
 	if err != nil {
+		return err
+	}
+	return serve(ctx, cfg, topo, topo.Agents(), log, ready)
+}
+
+// serve runs the controller for topo with the given agents (the topology's,
+// except in benchmarks that need a larger fleet than a pool may have).
+func serve(ctx context.Context, cfg *Config, topo *topology.Topology, agents []topology.Agent, log *slog.Logger, ready func(grpcAddr, metricsAddr string)) error {
+	if err := policy.Validate(controllerv1.ControllerService_ServiceDesc); err != nil {
 		return err
 	}
 	mat, err := pki.LoadMaterial(cfg.TLS.CA, cfg.TLS.Cert, cfg.TLS.Key)
@@ -79,7 +85,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr
 		return err
 	}
 	defer fl.Close()
-	if err := fl.SetAgents(topo.Agents()); err != nil {
+	if err := fl.SetAgents(agents); err != nil {
 		return err
 	}
 	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: newMetrics()}
@@ -116,7 +122,7 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr
 		}
 	}()
 	log.Info("controller listening", "grpc", lis.Addr().String(), "metrics", metricsAddr, "pool", topo.Pool,
-		"agents", len(topo.Agents()), "version", buildinfo.Version())
+		"agents", len(agents), "version", buildinfo.Version())
 	if ready != nil {
 		ready(lis.Addr().String(), metricsAddr)
 	}
@@ -143,15 +149,13 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr
 	return runErr
 }
 
-func (s *Server) topology() *topology.Topology {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.topo
-}
-
 // GetFleetStatus implements ControllerService.
 func (s *Server) GetFleetStatus(ctx context.Context, req *controllerv1.GetFleetStatusRequest) (*controllerv1.GetFleetStatusResponse, error) {
-	topo := s.topology()
+	// Hold the topology for the whole call, so that a reload cannot mix one
+	// topology's pool and sites with another's agents.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	topo := s.topo
 	if site := req.GetSite(); site != "" {
 		known := false
 		for _, st := range topo.Sites {
@@ -209,6 +213,15 @@ func (s *Server) ReloadTopology(ctx context.Context, _ *controllerv1.ReloadTopol
 	defer s.mu.Unlock()
 	if err := s.fleet.SetAgents(topo.Agents()); err != nil {
 		return nil, status.Errorf(codes.Internal, "apply topology: %v", err)
+	}
+	kept := map[string]bool{}
+	for _, a := range topo.Agents() {
+		kept[a.Host+"\x00"+a.Site] = true
+	}
+	for _, a := range s.topo.Agents() {
+		if !kept[a.Host+"\x00"+a.Site] {
+			s.metrics.reachable.DeleteLabelValues(a.Host, a.Site)
+		}
 	}
 	s.topo = topo
 	who, _ := authz.PeerIdentity(ctx)
