@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chatdr/chatdr/agent/journal"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
 
@@ -25,6 +27,7 @@ var (
 	ErrBadRequest    = errors.New("bad request")
 	ErrUnknownAction = errors.New("unknown action")
 	ErrKeyReused     = errors.New("idempotency key reused with another request")
+	ErrJournal       = errors.New("agent journal unavailable")
 )
 
 // Emitter receives the progress and log events of a running action.
@@ -54,21 +57,26 @@ type execution struct {
 // Executor runs actions at most once per idempotency key and lets callers
 // attach to executions in flight. It is safe for concurrent use.
 //
-// Executions are kept in memory: the agent's durable journal replaces this
-// record in a later version, so a restart forgets the keys it has seen.
+// Every execution is journaled (synced to disk) before its action starts and
+// when it ends, so a key survives an agent restart: an ended key replays its
+// result, and a key whose action was running when the agent stopped is
+// reported INTERRUPTED and never run again.
 type Executor struct {
 	actions map[string]Action
 	onDone  func(action string, state agentv1.ExecutionState)
+	journal *journal.Journal
+	log     *slog.Logger
 
 	mu    sync.Mutex
-	execs map[string]*execution
+	execs map[string]*execution // in flight, or ended in this process
 	wg    sync.WaitGroup
 	stop  context.Context
 }
 
-// NewExecutor returns an executor for the given actions. stop cancels every
-// running action when the agent shuts down; onDone (optional) observes ends.
-func NewExecutor(stop context.Context, actions []Action, onDone func(string, agentv1.ExecutionState)) *Executor {
+// NewExecutor returns an executor for the given actions that journals into
+// j. stop cancels every running action when the agent shuts down; onDone
+// (optional) observes ends.
+func NewExecutor(stop context.Context, j *journal.Journal, log *slog.Logger, actions []Action, onDone func(string, agentv1.ExecutionState)) *Executor {
 	m := make(map[string]Action, len(actions))
 	for _, a := range actions {
 		m[a.Info.GetName()] = a
@@ -76,7 +84,7 @@ func NewExecutor(stop context.Context, actions []Action, onDone func(string, age
 	if onDone == nil {
 		onDone = func(string, agentv1.ExecutionState) {}
 	}
-	return &Executor{actions: m, onDone: onDone, execs: map[string]*execution{}, stop: stop}
+	return &Executor{actions: m, onDone: onDone, journal: j, log: log, execs: map[string]*execution{}, stop: stop}
 }
 
 // ActionInfos returns the descriptions of the actions offered.
@@ -107,6 +115,23 @@ func (e *Executor) Execute(ctx context.Context, req *agentv1.ExecuteRequest, sen
 
 	e.mu.Lock()
 	ex, seen := e.execs[key]
+	if !seen {
+		// Not in memory: the journal decides whether the key is new.
+		rec, created, err := e.journal.Begin(journal.Record{Key: key, Action: req.GetAction(), Digest: digest, StartedAt: time.Now()})
+		if err != nil {
+			e.mu.Unlock()
+			return fmt.Errorf("%w: %v", ErrJournal, err)
+		}
+		if !created {
+			e.mu.Unlock()
+			if rec.Action != req.GetAction() || rec.Digest != digest {
+				return fmt.Errorf("%w: key %q was used for %s with other parameters", ErrKeyReused, key, rec.Action)
+			}
+			res := proto.Clone(rec.Result).(*agentv1.ExecutionResult)
+			res.Replayed = true
+			return send(resultEvent(res))
+		}
+	}
 	if seen && (ex.action != req.GetAction() || ex.digest != digest) {
 		e.mu.Unlock()
 		return fmt.Errorf("%w: key %q was used for %s with other parameters", ErrKeyReused, key, ex.action)
@@ -206,6 +231,11 @@ func (e *Executor) run(ex *execution, act Action, req *agentv1.ExecuteRequest) {
 		res.State = agentv1.ExecutionState_EXECUTION_STATE_FAILED
 		res.Error = aerr
 	}
+	if err := e.journal.Finish(ex.key, res); err != nil {
+		// The result stays in memory and is served from there; after a
+		// restart the key reads as interrupted, which is the safe side.
+		e.log.Error("could not journal the end of an execution", "key", ex.key, "action", ex.action, "err", err)
+	}
 	ex.mu.Lock()
 	ex.result = res
 	close(ex.done)
@@ -219,7 +249,18 @@ func (e *Executor) Get(key string) *agentv1.GetExecutionResponse {
 	ex, ok := e.execs[key]
 	e.mu.Unlock()
 	if !ok {
-		return &agentv1.GetExecutionResponse{State: agentv1.ExecutionState_EXECUTION_STATE_NOT_FOUND}
+		rec, found, err := e.journal.Get(key)
+		if err != nil || !found || rec.Result == nil {
+			// A journal that cannot be read must not pass for "never seen":
+			// the caller would resend the request.
+			if err != nil {
+				return &agentv1.GetExecutionResponse{State: agentv1.ExecutionState_EXECUTION_STATE_INTERRUPTED, Action: rec.Action,
+					Result: &agentv1.ExecutionResult{State: agentv1.ExecutionState_EXECUTION_STATE_INTERRUPTED,
+						Error: &agentv1.ActionError{Code: "journal_unreadable", Message: err.Error(), Retryable: true}}}
+			}
+			return &agentv1.GetExecutionResponse{State: agentv1.ExecutionState_EXECUTION_STATE_NOT_FOUND}
+		}
+		return &agentv1.GetExecutionResponse{State: rec.State, Action: rec.Action, Result: rec.Result}
 	}
 	ex.mu.Lock()
 	defer ex.mu.Unlock()

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/chatdr/chatdr/agent/journal"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
 
@@ -53,9 +56,19 @@ func (g *gatedAction) action() Action {
 // waiting for them).
 func newTestExecutor(t *testing.T, extra ...Action) (*Executor, func()) {
 	t.Helper()
+	return newJournaledExecutor(t, t.TempDir(), extra...)
+}
+
+// newJournaledExecutor is newTestExecutor with its journal in dir; the stop
+// function also closes the journal, so dir can be reopened.
+func newJournaledExecutor(t *testing.T, dir string, extra ...Action) (*Executor, func()) {
+	t.Helper()
+	j, _, err := journal.Open(dir)
+	require.NoError(t, err)
 	stop, cancel := context.WithCancel(context.Background())
-	e := NewExecutor(stop, append(builtinActions(), extra...), nil)
-	stopped := func() { cancel(); e.Wait() }
+	e := NewExecutor(stop, j, slog.New(slog.NewTextHandler(io.Discard, nil)), append(builtinActions(), extra...), nil)
+	var once sync.Once
+	stopped := func() { once.Do(func() { cancel(); e.Wait(); j.Close() }) }
 	t.Cleanup(stopped)
 	return e, stopped
 }
@@ -376,7 +389,10 @@ func TestExecutor_Get_unknownKey(t *testing.T) {
 func TestExecutor_onDone(t *testing.T) {
 	var mu sync.Mutex
 	var ended []string
-	e := NewExecutor(t.Context(), builtinActions(), func(action string, st agentv1.ExecutionState) {
+	j, _, err := journal.Open(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { j.Close() })
+	e := NewExecutor(t.Context(), j, slog.Default(), builtinActions(), func(action string, st agentv1.ExecutionState) {
 		mu.Lock()
 		defer mu.Unlock()
 		ended = append(ended, action+" "+st.String())
@@ -389,4 +405,53 @@ func TestExecutor_onDone(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []string{"agent.noop EXECUTION_STATE_SUCCEEDED"}, ended, "a replay is not a new end")
+}
+
+func TestExecutor_Execute_survivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	g := newGatedAction()
+	close(g.release)
+	params := mustStruct(t, map[string]any{"db": "mgc"})
+	req := &agentv1.ExecuteRequest{IdempotencyKey: "run7/step2/1", Action: "test.gated", Params: params}
+
+	e, stop := newJournaledExecutor(t, dir, g.action())
+	var first events
+	require.NoError(t, e.Execute(t.Context(), req, first.send))
+	stop()
+
+	// A new agent process on the same state directory replays the result
+	// and does not run the action again.
+	e2, _ := newJournaledExecutor(t, dir, g.action())
+	var again events
+	require.NoError(t, e2.Execute(t.Context(), req, again.send))
+	require.Equal(t, int32(1), g.runs.Load(), "the action ran once across the restart")
+	res := again.result(t)
+	require.True(t, res.GetReplayed())
+	require.Equal(t, agentv1.ExecutionState_EXECUTION_STATE_SUCCEEDED, res.GetState())
+	require.True(t, proto.Equal(params, res.GetOutput()))
+	got := e2.Get(req.GetIdempotencyKey())
+	require.Equal(t, agentv1.ExecutionState_EXECUTION_STATE_SUCCEEDED, got.GetState())
+	require.Equal(t, "test.gated", got.GetAction())
+
+	// The key with other parameters is still refused after the restart.
+	other := &agentv1.ExecuteRequest{IdempotencyKey: "run7/step2/1", Action: "test.gated", Params: mustStruct(t, map[string]any{"db": "x"})}
+	require.ErrorIs(t, e2.Execute(t.Context(), other, (&events{}).send), ErrKeyReused)
+}
+
+func TestExecutor_Execute_interruptedIsNeverRerun(t *testing.T) {
+	dir := t.TempDir()
+	g := newGatedAction()
+	req := &agentv1.ExecuteRequest{IdempotencyKey: "run8/step5/1", Action: "test.gated"}
+	e, stop := newJournaledExecutor(t, dir, g.action())
+	go func() { _ = e.Execute(context.Background(), req, (&events{}).send) }()
+	<-g.started
+	stop() // the agent stops mid-action
+
+	e2, _ := newJournaledExecutor(t, dir, g.action())
+	got := e2.Get(req.GetIdempotencyKey())
+	require.Equal(t, agentv1.ExecutionState_EXECUTION_STATE_INTERRUPTED, got.GetState())
+	var evs events
+	require.NoError(t, e2.Execute(t.Context(), req, evs.send))
+	require.Equal(t, int32(1), g.runs.Load(), "an interrupted key is reported, not run again")
+	require.Equal(t, agentv1.ExecutionState_EXECUTION_STATE_INTERRUPTED, evs.result(t).GetState())
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chatdr/chatdr/agent/journal"
 	"github.com/chatdr/chatdr/agent/pluginhost"
 	"github.com/chatdr/chatdr/internal/authz"
 	"github.com/chatdr/chatdr/internal/buildinfo"
@@ -31,6 +32,10 @@ import (
 	"github.com/chatdr/chatdr/pluginsdk"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
+
+// journalRetention is how long ended executions stay in the journal: longer
+// than any run a controller could still resume.
+const journalRetention = 30 * 24 * time.Hour
 
 // Policy is who may call which AgentService RPC.
 var policy = authz.Policy{
@@ -83,7 +88,20 @@ func Run(ctx context.Context, cfg *Config, log *slog.Logger, ready func(grpcAddr
 	// A plugin that does not start is reported in GetInfo, not fatal: the
 	// agent still serves facts and the other plugins.
 	_ = s.plugins.Start(ctx)
-	s.exec = NewExecutor(stopCtx, append(builtinActions(), pluginActions(s.plugins)...), s.metrics.executionDone)
+	jr, interrupted, err := journal.Open(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer jr.Close()
+	if interrupted > 0 {
+		log.Warn("executions were running when the agent last stopped; they are reported as interrupted", "count", interrupted)
+	}
+	if n, err := jr.Prune(time.Now().Add(-journalRetention)); err != nil {
+		log.Warn("prune journal", "err", err)
+	} else if n > 0 {
+		log.Info("pruned old executions from the journal", "count", n)
+	}
+	s.exec = NewExecutor(stopCtx, jr, log, append(builtinActions(), pluginActions(s.plugins)...), s.metrics.executionDone)
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -52,7 +52,17 @@ type Fleet struct {
 	agents []topology.Agent
 	conns  map[string]*grpc.ClientConn // by address
 	seen   map[string]store.AgentRecord
+	// dirty holds last-seen records not yet written to the store; the
+	// writer goroutine persists them off the request path.
+	dirty   map[string]store.AgentRecord
+	kick    chan struct{}
+	stop    chan struct{}
+	stopped chan struct{}
+	saveErr error
 }
+
+// flushInterval bounds how stale the stored last-seen facts can be.
+const flushInterval = time.Second
 
 // New returns a fleet that dials agents with the controller's TLS material
 // and records last-seen facts in st.
@@ -67,13 +77,59 @@ func New(mat *pki.Material, st *store.Store, opts Options) (*Fleet, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Fleet{
-		opts:  opts,
-		creds: credentials.NewTLS(mat.ClientConfig(pki.RoleAgent)),
-		st:    st,
-		conns: map[string]*grpc.ClientConn{},
-		seen:  seen,
-	}, nil
+	f := &Fleet{
+		opts:    opts,
+		creds:   credentials.NewTLS(mat.ClientConfig(pki.RoleAgent)),
+		st:      st,
+		conns:   map[string]*grpc.ClientConn{},
+		seen:    seen,
+		dirty:   map[string]store.AgentRecord{},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
+	go f.writer()
+	return f, nil
+}
+
+// writer persists dirty last-seen records at most once per flushInterval,
+// and once more when the fleet closes.
+func (f *Fleet) writer() {
+	defer close(f.stopped)
+	for {
+		select {
+		case <-f.kick:
+		case <-f.stop:
+			f.flush()
+			return
+		}
+		f.flush()
+		select {
+		case <-time.After(flushInterval):
+		case <-f.stop:
+			f.flush()
+			return
+		}
+	}
+}
+
+// flush writes the dirty records; a failure keeps them dirty for the next try.
+func (f *Fleet) flush() {
+	f.mu.Lock()
+	batch := f.dirty
+	f.dirty = map[string]store.AgentRecord{}
+	f.mu.Unlock()
+	err := f.st.SaveAgents(batch)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.saveErr = err
+	if err != nil {
+		for h, r := range batch {
+			if _, newer := f.dirty[h]; !newer {
+				f.dirty[h] = r
+			}
+		}
+	}
 }
 
 // SetAgents replaces the agents of the fleet: new addresses get a
@@ -127,8 +183,15 @@ func (f *Fleet) Client(host string) (agentv1.AgentServiceClient, error) {
 	return nil, fmt.Errorf("host %q has no agent in the topology", host)
 }
 
-// Close closes every connection.
+// Close writes the last-seen facts not yet stored and closes every
+// connection. The fleet must not be used afterwards.
 func (f *Fleet) Close() {
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
+	<-f.stopped
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for addr, cc := range f.conns {
@@ -178,7 +241,6 @@ func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration) 
 		return nil, err
 	}
 
-	fresh := map[string]store.AgentRecord{}
 	f.mu.Lock()
 	for i := range out {
 		s := &out[i]
@@ -186,7 +248,7 @@ func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration) 
 			b, err := proto.Marshal(s.Info)
 			if err == nil {
 				rec := store.AgentRecord{LastSeen: s.LastSeen, Info: b}
-				fresh[s.Agent.Host] = rec
+				f.dirty[s.Agent.Host] = rec
 				f.seen[s.Agent.Host] = rec
 			}
 			continue
@@ -199,9 +261,14 @@ func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration) 
 			}
 		}
 	}
+	saveErr := f.saveErr
 	f.mu.Unlock()
-	if err := f.st.SaveAgents(fresh); err != nil {
-		return out, fmt.Errorf("record last-seen facts: %w", err)
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+	if saveErr != nil {
+		return out, fmt.Errorf("record last-seen facts: %w", saveErr)
 	}
 	return out, nil
 }
