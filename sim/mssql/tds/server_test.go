@@ -94,7 +94,9 @@ func TestServer_Close_endsEveryGoroutine(t *testing.T) {
 	}
 	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, err = raw.Read(make([]byte, 1))
-	require.ErrorIs(t, err, io.EOF, "the idle connection was closed")
+	// A close reads as EOF, or as a reset when the server closed with bytes
+	// of ours still unread; both mean the connection is gone, a timeout would not.
+	require.True(t, errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET), "the idle connection was closed: %v", err)
 	require.ErrorIs(t, srv.Listen("127.0.0.1:0"), ErrServerClosed)
 	require.NoError(t, srv.Close(), "Close is idempotent")
 	require.Zero(t, serverGoroutines(), "no server goroutine outlives Close")
