@@ -5,11 +5,14 @@ package plugins
 import (
 	"sort"
 
+	"github.com/chatdr/chatdr/plugins/mssql"
 	"github.com/chatdr/chatdr/pluginsdk"
 )
 
 // builtin maps a plugin name to its constructor.
-var builtin = map[string]func() pluginsdk.Plugin{}
+var builtin = map[string]func() pluginsdk.Plugin{
+	"mssql": mssql.New,
+}
 
 // New returns a new instance of the built-in plugin name.
 func New(name string) (pluginsdk.Plugin, bool) {

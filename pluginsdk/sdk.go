@@ -268,3 +268,12 @@ func AsError(err error) *Error {
 	}
 	return &Error{Code: "internal", Message: err.Error()}
 }
+
+// DiscardEmitter drops every event.
+type DiscardEmitter struct{}
+
+// Progress drops the event.
+func (DiscardEmitter) Progress(string, int64, int64, string) {}
+
+// Log drops the event.
+func (DiscardEmitter) Log(string, string) {}
