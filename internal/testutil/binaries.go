@@ -11,13 +11,14 @@ import (
 	"time"
 )
 
-// BuildBinaries builds chatdr, chatdr-agent and chatdr-controller into dir
+// BuildBinaries builds chatdr, chatdr-agent, chatdr-controller and chatdr-sim into dir
 // (for TestMain of real-process tests) and returns dir.
 func BuildBinaries(dir string) (string, error) {
 	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
 		"github.com/chatdr/chatdr/cmd/chatdr",
 		"github.com/chatdr/chatdr/cmd/chatdr-agent",
-		"github.com/chatdr/chatdr/cmd/chatdr-controller")
+		"github.com/chatdr/chatdr/cmd/chatdr-controller",
+		"github.com/chatdr/chatdr/cmd/chatdr-sim")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

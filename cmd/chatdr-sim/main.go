@@ -1,0 +1,120 @@
+// Command chatdr-sim runs the simulators that stand in, in the lab and in
+// tests, for what cannot run on a Linux build machine: SQL Server (over real
+// TDS), the Lync/Skype for Business Management Shell, and Persistent Chat
+// servers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/chatdr/chatdr/internal/buildinfo"
+	"github.com/chatdr/chatdr/internal/logging"
+	sim "github.com/chatdr/chatdr/sim/mssql"
+)
+
+const usage = `Usage: chatdr-sim COMMAND [flags]
+
+Commands:
+  mssql     a SQL Server instance speaking TDS 7.4 (go-mssqldb connects unchanged)
+  version   print the version
+
+Run 'chatdr-sim COMMAND --help' for the flags of a command.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "mssql":
+		return runMSSQL(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, buildinfo.Version())
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "chatdr-sim: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+// logins collects repeated --login user:password flags.
+type logins map[string]string
+
+func (l logins) String() string { return fmt.Sprintf("%d logins", len(l)) }
+
+func (l logins) Set(v string) error {
+	user, pw, ok := strings.Cut(v, ":")
+	if !ok || user == "" || pw == "" {
+		return errors.New("want user:password")
+	}
+	l[user] = pw
+	return nil
+}
+
+func runMSSQL(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chatdr-sim mssql", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "server name (@@SERVERNAME), e.g. SQL1 or HOST\\INSTANCE (required)")
+	listen := fs.String("listen", "127.0.0.1:0", "TCP address to accept TDS connections on")
+	data := fs.String("data", "", "data directory: the instance's durable state (required)")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	ls := logins{}
+	fs.Var(ls, "login", "SQL login as user:password (repeatable; default sa:chatdr-lab-Pa55)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: chatdr-sim mssql --name SQL1 --data DIR [--listen 127.0.0.1:0] [--login user:password]\n\n"+
+			"Runs one simulated SQL Server instance. Prints \"listening on ADDR\" once it accepts\n"+
+			"connections. State survives a restart (and a kill -9, but for the statement in flight).\n"+
+			"Stops on SIGTERM or SIGINT.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *name == "" || *data == "" {
+		fmt.Fprintln(stderr, "chatdr-sim mssql: --name and --data are required")
+		return 2
+	}
+	if len(ls) == 0 {
+		ls["sa"] = "chatdr-lab-Pa55"
+	}
+	log, err := logging.New(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "chatdr-sim mssql:", err)
+		return 2
+	}
+	in, err := sim.Open(sim.Config{Name: *name, DataDir: *data, Logins: ls, Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, "chatdr-sim mssql:", err)
+		return 1
+	}
+	defer in.Close()
+	addr, err := in.Serve(*listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "chatdr-sim mssql:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "listening on %s\n", addr)
+	log.Info("SQL Server simulator ready", "name", *name, "addr", addr.String(), "data", *data)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	log.Info("stopping")
+	return 0
+}
+
