@@ -18,6 +18,7 @@ func agentStatusToProto(s fleet.Status) *controllerv1.AgentStatus {
 		Roles:     s.Agent.Roles,
 		Reachable: s.Reachable,
 		Warnings:  s.Warnings,
+		Facts:     s.Facts,
 	}
 	if s.Reachable {
 		out.Latency = durationpb.New(s.Latency)

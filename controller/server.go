@@ -173,7 +173,7 @@ func (s *Server) GetFleetStatus(ctx context.Context, req *controllerv1.GetFleetS
 		timeout = max
 	}
 	start := time.Now()
-	res, err := s.fleet.Status(ctx, req.GetSite(), timeout)
+	res, err := s.fleet.Status(ctx, req.GetSite(), timeout, req.GetProbes())
 	if res == nil && err != nil {
 		return nil, status.FromContextError(err).Err()
 	}

@@ -6,12 +6,14 @@ import (
 	"sort"
 
 	"github.com/chatdr/chatdr/plugins/mssql"
+	"github.com/chatdr/chatdr/plugins/service"
 	"github.com/chatdr/chatdr/pluginsdk"
 )
 
 // builtin maps a plugin name to its constructor.
 var builtin = map[string]func() pluginsdk.Plugin{
-	"mssql": mssql.New,
+	"mssql":   mssql.New,
+	"service": service.New,
 }
 
 // New returns a new instance of the built-in plugin name.

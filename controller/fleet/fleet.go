@@ -40,6 +40,8 @@ type Status struct {
 	Err      error
 	LastSeen time.Time
 	Warnings []string
+	// Facts are the plugins' probe values, when asked for.
+	Facts []*agentv1.Fact
 }
 
 // Fleet holds the agents' connections. It is safe for concurrent use.
@@ -204,7 +206,7 @@ func (f *Fleet) Close() {
 // returns one Status per agent in topology order. timeout overrides the
 // default per-agent deadline when positive. It returns within about
 // ceil(n/concurrency) × timeout even when every agent is dead.
-func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration) ([]Status, error) {
+func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration, probes bool) ([]Status, error) {
 	if timeout <= 0 {
 		timeout = f.opts.Timeout
 	}
@@ -233,7 +235,7 @@ func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration) 
 				return
 			}
 			defer func() { <-sem }()
-			out[i] = probe(ctx, agents[i], conns[i], timeout)
+			out[i] = probe(ctx, agents[i], conns[i], timeout, probes)
 		}()
 	}
 	wg.Wait()
@@ -273,7 +275,7 @@ func (f *Fleet) Status(ctx context.Context, site string, timeout time.Duration) 
 	return out, nil
 }
 
-func probe(ctx context.Context, a topology.Agent, cc *grpc.ClientConn, timeout time.Duration) Status {
+func probe(ctx context.Context, a topology.Agent, cc *grpc.ClientConn, timeout time.Duration, probes bool) Status {
 	st := Status{Agent: a}
 	if cc.GetState() == connectivity.TransientFailure {
 		// Do not wait out the reconnect backoff: an agent that came back
@@ -283,7 +285,8 @@ func probe(ctx context.Context, a topology.Agent, cc *grpc.ClientConn, timeout t
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
-	info, err := agentv1.NewAgentServiceClient(cc).GetInfo(cctx, &agentv1.GetInfoRequest{})
+	client := agentv1.NewAgentServiceClient(cc)
+	info, err := client.GetInfo(cctx, &agentv1.GetInfoRequest{})
 	if err != nil {
 		st.Err = err
 		return st
@@ -298,6 +301,25 @@ func probe(ctx context.Context, a topology.Agent, cc *grpc.ClientConn, timeout t
 	}
 	if h.GetSite() != a.Site {
 		st.Warnings = append(st.Warnings, fmt.Sprintf("agent %s says it is in site %q; the topology puts it in %q", a.Host, h.GetSite(), a.Site))
+	}
+	if probes {
+		var names []string
+		for _, p := range info.GetPlugins() {
+			if p.GetName() == "agent" {
+				continue
+			}
+			for _, pr := range p.GetProbes() {
+				names = append(names, pr.GetName())
+			}
+		}
+		if len(names) > 0 {
+			resp, err := client.Probe(cctx, &agentv1.ProbeRequest{Names: names})
+			if err != nil {
+				st.Warnings = append(st.Warnings, fmt.Sprintf("probes of %s did not answer: %v", a.Host, err))
+			} else {
+				st.Facts = resp.GetFacts()
+			}
+		}
 	}
 	return st
 }

@@ -31,7 +31,10 @@ type GetFleetStatusRequest struct {
 	Site string `protobuf:"bytes,1,opt,name=site,proto3" json:"site,omitempty"`
 	// Per-agent deadline; zero means the controller's configured default.
 	// Capped by the controller's configured maximum.
-	AgentTimeout  *durationpb.Duration `protobuf:"bytes,2,opt,name=agent_timeout,json=agentTimeout,proto3" json:"agent_timeout,omitempty"`
+	AgentTimeout *durationpb.Duration `protobuf:"bytes,2,opt,name=agent_timeout,json=agentTimeout,proto3" json:"agent_timeout,omitempty"`
+	// Also evaluate every probe the agents' plugins offer (services,
+	// databases, log shipping, pool state) within the same deadline.
+	Probes        bool `protobuf:"varint,3,opt,name=probes,proto3" json:"probes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +81,13 @@ func (x *GetFleetStatusRequest) GetAgentTimeout() *durationpb.Duration {
 		return x.AgentTimeout
 	}
 	return nil
+}
+
+func (x *GetFleetStatusRequest) GetProbes() bool {
+	if x != nil {
+		return x.Probes
+	}
+	return false
 }
 
 // GetFleetStatusResponse is the state of the fleet at one moment.
@@ -242,7 +252,11 @@ type AgentStatus struct {
 	LastSeen *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
 	// Differences between the topology and what the agent reports about
 	// itself (e.g. a different site), each a sentence.
-	Warnings      []string `protobuf:"bytes,11,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Warnings []string `protobuf:"bytes,11,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// Facts from the agent's plugin probes (services, databases, log
+	// shipping, pool state), when the request asked for them and the agent
+	// answered within the deadline.
+	Facts         []*v1.Fact `protobuf:"bytes,12,rep,name=facts,proto3" json:"facts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -354,6 +368,13 @@ func (x *AgentStatus) GetWarnings() []string {
 	return nil
 }
 
+func (x *AgentStatus) GetFacts() []*v1.Fact {
+	if x != nil {
+		return x.Facts
+	}
+	return nil
+}
+
 // ReloadTopologyRequest has no fields.
 type ReloadTopologyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -450,10 +471,11 @@ var File_chatdr_controller_v1_controller_proto protoreflect.FileDescriptor
 
 const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\n" +
-	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"k\n" +
+	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n" +
 	"\x15GetFleetStatusRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12>\n" +
-	"\ragent_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fagentTimeout\"\x89\x02\n" +
+	"\ragent_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fagentTimeout\x12\x16\n" +
+	"\x06probes\x18\x03 \x01(\bR\x06probes\"\x89\x02\n" +
 	"\x16GetFleetStatusResponse\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x120\n" +
 	"\x05sites\x18\x02 \x03(\v2\x1a.chatdr.controller.v1.SiteR\x05sites\x129\n" +
@@ -463,7 +485,7 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\aelapsed\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\aelapsed\".\n" +
 	"\x04Site\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role\"\x89\x03\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\"\xb6\x03\n" +
 	"\vAgentStatus\x12\x12\n" +
 	"\x04host\x18\x01 \x01(\tR\x04host\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
@@ -476,7 +498,8 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x05error\x18\t \x01(\tR\x05error\x127\n" +
 	"\tlast_seen\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x1a\n" +
-	"\bwarnings\x18\v \x03(\tR\bwarnings\"\x17\n" +
+	"\bwarnings\x18\v \x03(\tR\bwarnings\x12+\n" +
+	"\x05facts\x18\f \x03(\v2\x15.chatdr.agent.v1.FactR\x05facts\"\x17\n" +
 	"\x15ReloadTopologyRequest\"D\n" +
 	"\x16ReloadTopologyResponse\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
@@ -509,6 +532,7 @@ var file_chatdr_controller_v1_controller_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),  // 7: google.protobuf.Timestamp
 	(*v1.HostInfo)(nil),            // 8: chatdr.agent.v1.HostInfo
 	(*v1.PluginInfo)(nil),          // 9: chatdr.agent.v1.PluginInfo
+	(*v1.Fact)(nil),                // 10: chatdr.agent.v1.Fact
 }
 var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
 	6,  // 0: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
@@ -520,15 +544,16 @@ var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
 	8,  // 6: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
 	9,  // 7: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
 	7,  // 8: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
-	0,  // 9: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
-	4,  // 10: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
-	1,  // 11: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
-	5,  // 12: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 9: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
+	0,  // 10: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
+	4,  // 11: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
+	1,  // 12: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
+	5,  // 13: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_chatdr_controller_v1_controller_proto_init() }
