@@ -20,13 +20,17 @@ func newFleetCommand(g *globals) *cobra.Command {
 	}
 	var site string
 	var timeout time.Duration
+	var probes bool
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Ask every agent for its facts and show who is reachable",
 		Long: `Asks the controller to query every agent of the topology at once, with a
 per-agent deadline, and shows per agent: site, roles, reachability, round-trip
-latency, version, uptime and the last error. An unreachable agent shows the
-facts last seen and when. Needs the viewer role or above.
+latency, version, uptime and the last error, then per host what its plugins
+report: services, databases with state and mirroring role, log-shipping
+latency and the estimated data-loss window, the pool state and the active
+servers (--probes=false skips them). An unreachable agent shows the facts last
+seen and when. Needs the viewer role or above.
 
 Exits 0 when the controller answered, even if some agents are unreachable
 (the table says which); 3 when the controller is unreachable or refuses you.`,
@@ -42,7 +46,7 @@ Exits 0 when the controller answered, even if some agents are unreachable
 				return err
 			}
 			defer closeFn()
-			req := &controllerv1.GetFleetStatusRequest{Site: site}
+			req := &controllerv1.GetFleetStatusRequest{Site: site, Probes: probes}
 			if timeout > 0 {
 				req.AgentTimeout = durationpb.New(timeout)
 			}
@@ -61,6 +65,7 @@ Exits 0 when the controller answered, even if some agents are unreachable
 	}
 	status.Flags().StringVar(&site, "site", "", "only the agents of this site")
 	status.Flags().DurationVar(&timeout, "timeout", 0, "per-agent deadline (default: the controller's, 2s)")
+	status.Flags().BoolVar(&probes, "probes", true, "also show what the agents' plugins report: services, databases, log shipping, pool state")
 	cmd.AddCommand(status)
 	return cmd
 }
@@ -94,6 +99,29 @@ func printFleet(g *globals, resp *controllerv1.GetFleetStatusResponse) {
 			a.GetAddress(), state, latency, version, uptime, note)
 	}
 	tw.Flush()
+	first := true
+	for _, a := range resp.GetAgents() {
+		var lines []string
+		for _, p := range a.GetPlugins() {
+			if p.GetLoadError() != "" {
+				lines = append(lines, fmt.Sprintf("plugin %s not loaded: %s", p.GetName(), p.GetLoadError()))
+			}
+		}
+		for _, f := range a.GetFacts() {
+			lines = append(lines, describeFact(f)...)
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		if first {
+			fmt.Fprintln(g.stdout)
+			first = false
+		}
+		fmt.Fprintf(g.stdout, "%s\n", a.GetHost())
+		for _, l := range lines {
+			fmt.Fprintf(g.stdout, "  %s\n", l)
+		}
+	}
 }
 
 // noArgs refuses positional arguments with a usage error.
