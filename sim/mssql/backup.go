@@ -24,36 +24,38 @@ import (
 // FORMAT). Each set is:
 //
 //	"CHDRBAK1" | u32 header length | header JSON | u64 content length |
-//	content (JSON snapshot, gzip when COMPRESSION) | SHA-256(header|content)
+//	content (JSON, gzip when COMPRESSION) | SHA-256(header|content)
 //
-// The content of both full and log backups is the database content as of the
-// backup's LastLSN: restoring a log backup replaces the content, which is
-// equivalent to replaying its log records because the LSN rules only allow
-// the chain to be applied in order.
+// The content of a full backup is a snapshot of the tables and rows; that of
+// a log backup is the log entries since the previous log backup (wal.go).
 const backupMagic = "CHDRBAK1"
 
 // backupHeader is one backup set's header (RESTORE HEADERONLY).
 type backupHeader struct {
-	BackupType        int       `json:"backup_type"` // 1 full, 2 log
-	DatabaseName      string    `json:"database_name"`
-	ServerName        string    `json:"server_name"`
-	FirstLSN          uint64    `json:"first_lsn"`
-	LastLSN           uint64    `json:"last_lsn"`
-	CheckpointLSN     uint64    `json:"checkpoint_lsn"`
-	DatabaseBackupLSN uint64    `json:"database_backup_lsn"`
-	RecoveryForkID    tds.GUID  `json:"recovery_fork_id"`
-	BackupStartDate   time.Time `json:"backup_start_date"`
-	BackupFinishDate  time.Time `json:"backup_finish_date"`
-	DatabaseCreated   time.Time `json:"database_created"`
-	IsCopyOnly        bool      `json:"is_copy_only"`
-	Compressed        bool      `json:"compressed"`
-	HasChecksums      bool      `json:"has_checksums"`
-	BeginsLogChain    bool      `json:"begins_log_chain"`
-	RecoveryModel     string    `json:"recovery_model"`
-	BackupSetGUID     tds.GUID  `json:"backup_set_guid"`
-	BackupSize        int64     `json:"backup_size"`
-	DataFile          string    `json:"data_file"`
-	LogFile           string    `json:"log_file"`
+	BackupType        int      `json:"backup_type"` // 1 full, 2 log
+	DatabaseName      string   `json:"database_name"`
+	ServerName        string   `json:"server_name"`
+	FirstLSN          uint64   `json:"first_lsn"`
+	LastLSN           uint64   `json:"last_lsn"`
+	CheckpointLSN     uint64   `json:"checkpoint_lsn"`
+	DatabaseBackupLSN uint64   `json:"database_backup_lsn"`
+	RecoveryForkID    tds.GUID `json:"recovery_fork_id"`
+	// FirstRecoveryForkID is the fork at FirstLSN; it differs from
+	// RecoveryForkID when the backup spans a recovery at ForkPointLSN.
+	FirstRecoveryForkID tds.GUID  `json:"first_recovery_fork_id"`
+	ForkPointLSN        uint64    `json:"fork_point_lsn,omitempty"`
+	BackupStartDate     time.Time `json:"backup_start_date"`
+	BackupFinishDate    time.Time `json:"backup_finish_date"`
+	DatabaseCreated     time.Time `json:"database_created"`
+	IsCopyOnly          bool      `json:"is_copy_only"`
+	Compressed          bool      `json:"compressed"`
+	HasChecksums        bool      `json:"has_checksums"`
+	BeginsLogChain      bool      `json:"begins_log_chain"`
+	RecoveryModel       string    `json:"recovery_model"`
+	BackupSetGUID       tds.GUID  `json:"backup_set_guid"`
+	BackupSize          int64     `json:"backup_size"`
+	DataFile            string    `json:"data_file"`
+	LogFile             string    `json:"log_file"`
 }
 
 // snapshot is the content of a backup.
@@ -120,6 +122,25 @@ func loadSnapshot(b []byte) (map[string]*table, error) {
 		out[t.key()] = t
 	}
 	return out, nil
+}
+
+// loadLogContent decodes the content of a log backup.
+func loadLogContent(b []byte) ([]logEntry, error) {
+	var c logContent
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return c.Entries, nil
+}
+
+// checkContent decodes a backup set's content (RESTORE VERIFYONLY).
+func checkContent(s backupSet) error {
+	if s.hdr.BackupType == 2 {
+		_, err := loadLogContent(s.content)
+		return err
+	}
+	_, err := loadSnapshot(s.content)
+	return err
 }
 
 // backupFailed joins the cause with 3013 "<what> is terminating abnormally.".
@@ -330,9 +351,13 @@ func (x *execCtx) backup(s *stBackup) error {
 		RecoveryModel: d.Recovery, BackupSetGUID: newGUID(), BackupStartDate: start,
 		DataFile: d.DataFile, LogFile: d.LogFile,
 	}
+	hdr.FirstRecoveryForkID = d.ForkGUID
 	if s.Log {
 		hdr.BackupType = 2
 		hdr.FirstLSN = d.LogBackupLSN
+		if d.ForkPointLSN != 0 && d.PrevForkGUID != (tds.GUID{}) && hdr.FirstLSN <= d.ForkPointLSN {
+			hdr.FirstRecoveryForkID, hdr.ForkPointLSN = d.PrevForkGUID, d.ForkPointLSN
+		}
 		nd.advance(1)
 		hdr.LastLSN = nd.LSN
 		hdr.CheckpointLSN = d.DatabaseBackupLSN
@@ -356,9 +381,20 @@ func (x *execCtx) backup(s *stBackup) error {
 			}
 		}
 	}
-	content, err := takeSnapshot(d)
-	if err != nil {
-		return err
+	var content []byte
+	if s.Log {
+		entries, err := x.in.store.readLog(d)
+		if err != nil {
+			return err
+		}
+		if content, err = json.Marshal(logContent{Entries: entries}); err != nil {
+			return err
+		}
+	} else {
+		var err error
+		if content, err = takeSnapshot(d); err != nil {
+			return err
+		}
 	}
 	hdr.BackupSize = int64(len(content)) + 8192
 	hdr.BackupFinishDate = x.in.cfg.Now().UTC()
@@ -376,6 +412,12 @@ func (x *execCtx) backup(s *stBackup) error {
 	if err := x.in.commit(func(tx *bolt.Tx) error {
 		if err := writeInserts(tx, hist); err != nil {
 			return err
+		}
+		if s.Log && !s.Opts.CopyOnly {
+			// The entries are in the backup now.
+			if err := truncateLog(tx, d); err != nil {
+				return err
+			}
 		}
 		return putDB(tx, &nd)
 	}); err != nil {
@@ -470,7 +512,7 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 		if err != nil {
 			return err
 		}
-		if _, err := loadSnapshot(set.content); err != nil {
+		if err := checkContent(set); err != nil {
 			return backupFailed(what, sqlErr(3189))
 		}
 		x.info(sqlErr(3262, pos))
@@ -490,11 +532,17 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 	if err != nil {
 		return err
 	}
-	tables, err := loadSnapshot(set.content)
+	h := set.hdr
+	var tables map[string]*table
+	var entries []logEntry
+	if h.BackupType == 1 {
+		tables, err = loadSnapshot(set.content)
+	} else {
+		entries, err = loadLogContent(set.content)
+	}
 	if err != nil {
 		return backupFailed(what, sqlErr(3189))
 	}
-	h := set.hdr
 	d := x.in.db(name)
 	var nd database
 	if h.BackupType == 1 && s.Kind == "DATABASE" {
@@ -520,7 +568,12 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 		}
 		nd.Created, nd.ForkGUID, nd.LSN, nd.Recovery = h.DatabaseCreated, h.RecoveryForkID, h.LastLSN, h.RecoveryModel
 		nd.DatabaseBackupLSN, nd.LogBackupLSN = h.CheckpointLSN, h.FirstLSN
+		nd.PrevForkGUID, nd.ForkPointLSN = tds.GUID{}, 0
 		nd.ReadOnly, nd.UserAccess = false, "MULTI_USER"
+		// Without MOVE, files go where the backup says they were.
+		if h.DataFile != "" {
+			nd.DataFile, nd.LogFile = h.DataFile, h.LogFile
+		}
 		logical := map[string]*string{strings.ToLower(h.DatabaseName): &nd.DataFile, strings.ToLower(h.DatabaseName + "_log"): &nd.LogFile}
 		for _, mv := range s.Opts.Moves {
 			from, err := x.stringArg(mv[0])
@@ -536,6 +589,18 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 				return backupFailed(what, sqlErr(3234, from, nd.Name))
 			}
 			*ptr = to
+		}
+		// The files must not belong to another database (restore a copy
+		// WITH MOVE).
+		for _, f := range []struct{ logical, phys string }{{h.DatabaseName, nd.DataFile}, {h.DatabaseName + "_log", nd.LogFile}} {
+			for _, other := range x.in.dbs {
+				if d != nil && other == d {
+					continue
+				}
+				if strings.EqualFold(other.DataFile, f.phys) || strings.EqualFold(other.LogFile, f.phys) {
+					return backupFailed(what, errors.Join(sqlErr(1834, f.phys, other.Name), sqlErr(3156, f.logical, f.phys), sqlErr(3119)))
+				}
+			}
 		}
 	} else {
 		// A log backup.
@@ -554,20 +619,28 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 		if err := x.exclusive(d); err != nil {
 			return backupFailed(what, err)
 		}
-		if h.RecoveryForkID != d.RedoStartFork {
+		redo := d.RedoStartLSN
+		crossesFork := h.ForkPointLSN != 0 && h.FirstRecoveryForkID == d.RedoStartFork && redo <= h.ForkPointLSN
+		if h.RecoveryForkID != d.RedoStartFork && !crossesFork {
 			return backupFailed(what, sqlErr(4330))
 		}
-		redo := d.RedoStartLSN
 		if h.LastLSN <= redo {
 			return backupFailed(what, sqlErr(4326, h.LastLSN, redo))
 		}
 		if h.FirstLSN > redo {
 			return backupFailed(what, sqlErr(4305, h.FirstLSN, redo))
 		}
+		if tables, err = applyLog(d.tables, entries, redo); err != nil {
+			return backupFailed(what, errors.Join(sqlErr(3189), err))
+		}
 		nd.dbMeta = d.dbMeta
 		nd.LSN = h.LastLSN
 		nd.LogBackupLSN = h.LastLSN
 		nd.Recovery = h.RecoveryModel
+		nd.ForkGUID = h.RecoveryForkID
+		if crossesFork {
+			nd.PrevForkGUID, nd.ForkPointLSN = h.FirstRecoveryForkID, h.ForkPointLSN
+		}
 	}
 	// End state of the restore.
 	switch {
@@ -586,9 +659,7 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 		nd.RedoStartLSN, nd.RedoStartFork = h.LastLSN, h.RecoveryForkID
 	default:
 		nd.State, nd.Standby = stateOnline, false
-		nd.RedoStartLSN, nd.RedoStartFork = 0, tds.GUID{}
-		nd.ForkGUID = newGUID()
-		nd.advance(1)
+		nd.recover(h.RecoveryForkID)
 	}
 	nd.tables = tables
 	hist, setID, err := x.in.backupHistory(h, path)
@@ -659,9 +730,11 @@ func (x *execCtx) recoverOnly(name string, s *stRestore, what string) error {
 		nd.State, nd.Standby = stateOnline, true
 	default:
 		nd.State, nd.Standby = stateOnline, false
-		nd.RedoStartLSN, nd.RedoStartFork = 0, tds.GUID{}
-		nd.ForkGUID = newGUID()
-		nd.advance(1)
+		from := d.RedoStartFork
+		if from == (tds.GUID{}) {
+			from = d.ForkGUID
+		}
+		nd.recover(from)
 	}
 	if err := x.in.commit(func(tx *bolt.Tx) error { return putDB(tx, &nd) }); err != nil {
 		return err
@@ -709,7 +782,7 @@ func (x *execCtx) headerOnly(sets []backupSet) {
 			h.RecoveryForkID, "SQL_Latin1_General_CP1_CI_AS", h.RecoveryForkID, false,
 			false, false, false, h.HasChecksums,
 			false, h.BeginsLogChain, false, false,
-			h.IsCopyOnly, h.RecoveryForkID, nil, h.RecoveryModel,
+			h.IsCopyOnly, firstFork(h), lsnValue(h.ForkPointLSN), h.RecoveryModel,
 			nil, nil, desc,
 			h.BackupSetGUID, lsnValue(uint64(h.BackupSize)), int64(0),
 		})
@@ -736,6 +809,14 @@ func (x *execCtx) fileListOnly(s backupSet) {
 			nil, nil, h.BackupSetGUID, nil, nil, int64(0), int64(512), int64(0), nil, nil, nil, false, true, nil},
 	}
 	x.resultSet(cols, rows, tds.CmdSelect)
+}
+
+// firstFork is the fork at the backup's FirstLSN.
+func firstFork(h backupHeader) tds.GUID {
+	if h.FirstRecoveryForkID == (tds.GUID{}) {
+		return h.RecoveryForkID
+	}
+	return h.FirstRecoveryForkID
 }
 
 // lsnZero is an LSN column that shows 0 rather than NULL.

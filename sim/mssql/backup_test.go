@@ -206,6 +206,33 @@ func TestInstance_BackupRestore_logChain(t *testing.T) {
 	exec(t, sm, "INSERT INTO mgc.dbo.messages (room, sender) VALUES ('after', 'failover')")
 	_, err = sm.ExecContext(t.Context(), "RESTORE LOG mgc FROM DISK = @p1", tail)
 	requireSQLError(t, err, 3013, 3117, "The log or differential backup cannot be restored because no files are ready to rollforward.")
+
+	// Roles swap without a full restore: the old primary, left RESTORING by
+	// its tail-log backup, takes the new primary's log, which spans the
+	// recovery fork point.
+	back := filepath.Join(share, "mgc_back.trn")
+	exec(t, sm, "BACKUP LOG mgc TO DISK = @p1 WITH INIT", back)
+	hb := headerOnly(t, sm, back)
+	require.Equal(t, ht.last, hb.first)
+	require.NotEqual(t, hb.fork, ht.fork)
+	exec(t, pmaster, "RESTORE LOG mgc FROM DISK = @p1 WITH NORECOVERY", back)
+	exec(t, pmaster, "RESTORE DATABASE mgc WITH RECOVERY")
+	require.Equal(t, int64(26), queryInt(t, pmaster, "SELECT COUNT(*) FROM mgc.dbo.messages"))
+	require.Equal(t, int64(1), queryInt(t, pmaster, "SELECT COUNT(*) FROM mgc.dbo.messages WHERE room = 'after'"))
+	// A copy that went its own way (recovered on the old fork) cannot.
+	third := openTestInstance(t, "")
+	tm := third.connect(t, "master")
+	exec(t, tm, "RESTORE DATABASE mgc FROM DISK = @p1 WITH NORECOVERY", full)
+	exec(t, tm, "RESTORE LOG mgc FROM DISK = @p1 WITH NORECOVERY", logs[0])
+	_, err = tm.ExecContext(t.Context(), "RESTORE LOG mgc FROM DISK = @p1 WITH NORECOVERY", back)
+	requireSQLError(t, err, 3013, 4305, "too recent")
+	// A log of another database of the same name is on another fork.
+	other := openTestInstance(t, "")
+	om := other.connect(t, "master")
+	xlog := filepath.Join(share, "other_mgc.trn")
+	exec(t, om, "CREATE DATABASE mgc; BACKUP DATABASE mgc TO DISK = @p1 WITH INIT; BACKUP LOG mgc TO DISK = @p2 WITH INIT", filepath.Join(share, "other_full.bak"), xlog)
+	_, err = tm.ExecContext(t.Context(), "RESTORE LOG mgc FROM DISK = @p1 WITH NORECOVERY", xlog)
+	requireSQLError(t, err, 3013, 4330, "This backup set cannot be applied because it is on a recovery path that is inconsistent with the database.")
 	_, err = sm.ExecContext(t.Context(), "RESTORE DATABASE mgc WITH RECOVERY")
 	requireSQLError(t, err, 3013, 3153, "The database is already fully recovered.")
 }
@@ -247,6 +274,7 @@ func TestInstance_Restore_errors(t *testing.T) {
 		{"log on online db", "RESTORE LOG other FROM DISK = @p1", []any{filepath.Join(share, "log.trn")}, 3117, "no files are ready to rollforward", "RESTORE LOG is terminating abnormally."},
 		{"no full backup", "BACKUP LOG other TO DISK = @p1", []any{filepath.Join(share, "o.trn")}, 4214, "BACKUP LOG cannot be performed because there is no current database backup.", "BACKUP LOG is terminating abnormally."},
 		{"bad file number", "RESTORE FILELISTONLY FROM DISK = @p1 WITH FILE = 3", []any{full}, 4038, "Cannot find file ID 3 on device '" + full + "'.", "RESTORE FILELIST is terminating abnormally."},
+		{"files in use", "RESTORE DATABASE mgc_copy2 FROM DISK = @p1", []any{full}, 1834, "cannot be overwritten.  It is being used by database 'mgc'.", "RESTORE DATABASE is terminating abnormally."},
 		{"bad move", "RESTORE DATABASE mgc3 FROM DISK = @p1 WITH MOVE 'nope' TO 'x'", []any{full}, 3234, "Logical file 'nope' is not part of database 'mgc3'.", "RESTORE DATABASE is terminating abnormally."},
 	}
 	for _, tt := range tests {
@@ -308,4 +336,41 @@ func TestInstance_Restore_errors(t *testing.T) {
 	exec(t, m, "RESTORE DATABASE mgc_v2 FROM DISK = @p1 WITH FILE = 2, MOVE 'mgc' TO 'c', MOVE 'mgc_log' TO 'd'", multi)
 	require.Equal(t, int64(3), queryInt(t, m, "SELECT COUNT(*) FROM mgc_v1.dbo.messages"))
 	require.Equal(t, int64(4), queryInt(t, m, "SELECT COUNT(*) FROM mgc_v2.dbo.messages"))
+}
+
+func TestInstance_BackupLog_holdsOnlyChanges(t *testing.T) {
+	share := t.TempDir()
+	ti := openTestInstance(t, "")
+	db := setupMessages(t, ti, 0)
+	m := ti.connect(t, "master")
+	for range 200 {
+		exec(t, db, "INSERT INTO dbo.messages (room, sender, body) VALUES ('r', 's', @p1)", strings.Repeat("x", 1000))
+	}
+	full := filepath.Join(share, "full.bak")
+	exec(t, m, "BACKUP DATABASE mgc TO DISK = @p1 WITH INIT", full)
+	exec(t, db, "UPDATE dbo.messages SET body = N'changed' WHERE id = 7; DELETE FROM dbo.messages WHERE id = 8; INSERT INTO dbo.messages (room, sender) VALUES ('new', 's')")
+	exec(t, db, "CREATE TABLE dbo.extra (a int); INSERT INTO dbo.extra VALUES (1), (2)")
+	log := filepath.Join(share, "log.trn")
+	exec(t, m, "BACKUP LOG mgc TO DISK = @p1 WITH INIT", log)
+	fi, err := os.Stat(full)
+	require.NoError(t, err)
+	li, err := os.Stat(log)
+	require.NoError(t, err)
+	require.Less(t, li.Size()*10, fi.Size(), "a log backup holds the changes, not the database")
+	// The next log backup is empty of changes.
+	log2 := filepath.Join(share, "log2.trn")
+	exec(t, m, "BACKUP LOG mgc TO DISK = @p1 WITH INIT", log2)
+
+	other := openTestInstance(t, "")
+	om := other.connect(t, "master")
+	exec(t, om, "RESTORE DATABASE mgc FROM DISK = @p1 WITH NORECOVERY; RESTORE LOG mgc FROM DISK = @p2 WITH NORECOVERY; RESTORE LOG mgc FROM DISK = @p3 WITH RECOVERY", full, log, log2)
+	require.Equal(t, int64(200), queryInt(t, om, "SELECT COUNT(*) FROM mgc.dbo.messages"))
+	var body string
+	require.NoError(t, om.QueryRowContext(t.Context(), "SELECT body FROM mgc.dbo.messages WHERE id = 7").Scan(&body))
+	require.Equal(t, "changed", body)
+	require.Equal(t, int64(0), queryInt(t, om, "SELECT COUNT(*) FROM mgc.dbo.messages WHERE id = 8"))
+	require.Equal(t, int64(201), queryInt(t, om, "SELECT MAX(id) FROM mgc.dbo.messages"))
+	require.Equal(t, int64(2), queryInt(t, om, "SELECT COUNT(*) FROM mgc.dbo.extra"))
+	// Identity continues after the replayed inserts.
+	require.Equal(t, int64(202), queryInt(t, om, "INSERT INTO mgc.dbo.messages (room, sender) OUTPUT INSERTED.id VALUES ('a', 'b')"))
 }

@@ -28,6 +28,12 @@ type dbMeta struct {
 	Recovery   string    `json:"recovery"`    // FULL, SIMPLE, BULK_LOGGED
 	UserAccess string    `json:"user_access"` // MULTI_USER, SINGLE_USER, RESTRICTED_USER
 	ForkGUID   tds.GUID  `json:"fork_guid"`
+	// PrevForkGUID and ForkPointLSN record the last recovery: the fork the
+	// database left and the LSN where it did. A log backup spanning that
+	// point can still be applied to a copy left RESTORING on the old fork
+	// (what lets a failed-over pair swap roles without a full restore).
+	PrevForkGUID tds.GUID `json:"prev_fork_guid,omitempty"`
+	ForkPointLSN uint64   `json:"fork_point_lsn,omitempty"`
 	// LSN is the next log sequence number: it advances with every change.
 	LSN uint64 `json:"lsn"`
 	// RedoStartLSN and RedoStartFork are where the next restore of a
@@ -52,6 +58,15 @@ type database struct {
 }
 
 func (d *database) system() bool { return d.ID <= 4 }
+
+// recover ends a restore sequence: the database starts a new recovery fork
+// at its current LSN.
+func (d *database) recover(from tds.GUID) {
+	d.PrevForkGUID, d.ForkPointLSN = from, d.LSN
+	d.ForkGUID = newGUID()
+	d.RedoStartLSN, d.RedoStartFork = 0, tds.GUID{}
+	d.advance(1)
+}
 
 // readable reports the error for reading the database, nil if allowed.
 func (d *database) readable() error {

@@ -1255,6 +1255,15 @@ func (x *execCtx) insertStmt(s *stInsert) error {
 		if err := putTable(tx, d, &nt); err != nil {
 			return err
 		}
+		if nd.keepsLog() {
+			ops := make([]logOp, 0, len(newRows)+1)
+			for _, r := range newRows {
+				ops = append(ops, rowOp(t, r))
+			}
+			if err := appendLog(tx, &nd, append(ops, tableOp(nt.tableMeta))); err != nil {
+				return err
+			}
+		}
 		return putDB(tx, &nd)
 	}); err != nil {
 		return err
@@ -1346,10 +1355,15 @@ func (x *execCtx) updateStmt(s *stUpdate) error {
 	nd := *d
 	nd.advance(len(updated))
 	if err := x.in.commit(func(tx *bolt.Tx) error {
+		ops := make([]logOp, 0, len(updated))
 		for _, r := range updated {
 			if err := putRow(tx, d, t, r); err != nil {
 				return err
 			}
+			ops = append(ops, rowOp(t, r))
+		}
+		if err := appendLog(tx, &nd, ops); err != nil {
+			return err
 		}
 		return putDB(tx, &nd)
 	}); err != nil {
@@ -1375,10 +1389,15 @@ func (x *execCtx) deleteStmt(s *stDelete) error {
 	nd := *d
 	nd.advance(len(idx))
 	if err := x.in.commit(func(tx *bolt.Tx) error {
+		ops := make([]logOp, 0, len(idx))
 		for _, i := range idx {
 			if err := deleteRow(tx, d, t, t.rows[i].id); err != nil {
 				return err
 			}
+			ops = append(ops, delOp(t, t.rows[i].id))
+		}
+		if err := appendLog(tx, &nd, ops); err != nil {
+			return err
 		}
 		return putDB(tx, &nd)
 	}); err != nil {
@@ -1449,6 +1468,9 @@ func (x *execCtx) createTable(s *stCreateTable) error {
 		if err := putTable(tx, d, t); err != nil {
 			return err
 		}
+		if err := appendLog(tx, &nd, []logOp{tableOp(t.tableMeta)}); err != nil {
+			return err
+		}
 		return putDB(tx, &nd)
 	}); err != nil {
 		return err
@@ -1479,6 +1501,9 @@ func (x *execCtx) dropTable(s *stDropTable) error {
 		nd.advance(1)
 		if err := x.in.commit(func(tx *bolt.Tx) error {
 			if err := dropTableTx(tx, d, t); err != nil {
+				return err
+			}
+			if err := appendLog(tx, &nd, []logOp{dropOp(t)}); err != nil {
 				return err
 			}
 			return putDB(tx, &nd)
@@ -1615,7 +1640,14 @@ func (x *execCtx) alterDB(s *stAlterDB) error {
 		}
 	}
 	nd.advance(1)
-	if err := x.in.commit(func(tx *bolt.Tx) error { return putDB(tx, &nd) }); err != nil {
+	if err := x.in.commit(func(tx *bolt.Tx) error {
+		if !nd.keepsLog() {
+			if err := truncateLog(tx, d); err != nil {
+				return err
+			}
+		}
+		return putDB(tx, &nd)
+	}); err != nil {
 		return err
 	}
 	d.dbMeta = nd.dbMeta

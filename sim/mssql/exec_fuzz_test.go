@@ -2,6 +2,7 @@ package mssql
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,6 +18,9 @@ func FuzzInstance_Exec(f *testing.F) {
 	_, err = in.Exec(context.Background(), "master", "CREATE DATABASE mgc")
 	require.NoError(f, err)
 	_, err = in.Exec(context.Background(), "mgc", createMessages+"; INSERT INTO dbo.messages (room, sender, body) VALUES ('a', 'b', 'c'), ('d', 'e', NULL)")
+	require.NoError(f, err)
+	// A full backup starts the log chain, so that writes are logged too.
+	_, err = in.Exec(context.Background(), "master", "BACKUP DATABASE mgc TO DISK = '"+filepath.Join(f.TempDir(), "f.bak")+"'")
 	require.NoError(f, err)
 	for _, s := range []string{
 		"SELECT TOP (3) id, body FROM dbo.messages WHERE room <> 'room0' ORDER BY id DESC",

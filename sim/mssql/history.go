@@ -23,6 +23,7 @@ var msdbTables = map[string]string{
 		database_backup_lsn numeric(25,0) NULL, database_creation_date datetime NULL,
 		backup_start_date datetime NULL, backup_finish_date datetime NULL, recovery_model nvarchar(60) NULL,
 		first_recovery_fork_guid uniqueidentifier NULL, last_recovery_fork_guid uniqueidentifier NULL,
+		fork_point_lsn numeric(25,0) NULL,
 		backup_size numeric(20,0) NULL, compressed_backup_size numeric(20,0) NULL,
 		is_copy_only bit NULL, has_backup_checksums bit NULL, begins_log_chain bit NULL)`,
 	"restorehistory": `CREATE TABLE msdb.dbo.restorehistory (
@@ -146,7 +147,7 @@ func (in *Instance) backupHistory(h backupHeader, path string) ([]*pendingInsert
 		"first_lsn": lsnZero(h.FirstLSN), "last_lsn": lsnZero(h.LastLSN), "checkpoint_lsn": lsnZero(h.CheckpointLSN),
 		"database_backup_lsn": lsnZero(h.DatabaseBackupLSN), "database_creation_date": h.DatabaseCreated,
 		"backup_start_date": h.BackupStartDate, "backup_finish_date": h.BackupFinishDate,
-		"recovery_model": h.RecoveryModel, "first_recovery_fork_guid": h.RecoveryForkID,
+		"recovery_model": h.RecoveryModel, "first_recovery_fork_guid": firstFork(h), "fork_point_lsn": lsnValue(h.ForkPointLSN),
 		"last_recovery_fork_guid": h.RecoveryForkID, "backup_size": lsnZero(uint64(h.BackupSize)),
 		"compressed_backup_size": lsnZero(uint64(h.BackupSize)), "is_copy_only": h.IsCopyOnly,
 		"has_backup_checksums": h.HasChecksums, "begins_log_chain": h.BeginsLogChain,
