@@ -53,7 +53,8 @@ all three in bin/), in --bin, or in PATH.`,
 			if g.output == "json" {
 				return printJSONValue(g, st)
 			}
-			fmt.Fprintf(g.stdout, "lab is up: pool %s, controller %s, %d agents\n", st.Pool, st.Controller, len(st.Procs)-1)
+			fmt.Fprintf(g.stdout, "lab is up: pool %s, controller %s, %d agents, %d SQL Server instances\n",
+				st.Pool, st.Controller, st.Count(lab.KindAgent), st.Count(lab.KindSQL))
 			fmt.Fprintf(g.stdout, "# point the chatdr CLI at it:\n")
 			for _, l := range envLines(st) {
 				fmt.Fprintln(g.stdout, l)

@@ -73,13 +73,13 @@ func create(dir string) (*State, error) {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("%s exists and is not empty; give an empty or new directory, or an existing lab", dir)
 	}
-	for _, d := range []string{"share/logship", "share/mirror", "copy/mgc", "logs", "run"} {
+	for _, d := range []string{"share/logship", "share/mirror", "copy/mgc", "logs", "run", "sql"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
 	}
-	const nAgents = 12
-	ports, err := freePorts(2*nAgents + 2)
+	const nAgents, nSQL = 12, 4
+	ports, err := freePorts(2*nAgents + 2 + 2*nSQL)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,15 @@ func create(dir string) (*State, error) {
 		return nil, err
 	}
 
-	st := &State{Pool: topo.Pool, TLSDir: tlsDir, Topology: topoPath}
+	st := &State{Pool: topo.Pool, TLSDir: tlsDir, Topology: topoPath, SQLPasswordFile: filepath.Join(dir, "sql", "password")}
+	if err := os.WriteFile(st.SQLPasswordFile, []byte(newPassword()+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	sqlPorts := ports[2*nAgents+2:]
+	sqlHosts := sqlRoles(topo)
+	for i, h := range sqlHosts {
+		st.Procs = append(st.Procs, sqlProc(dir, h, "127.0.0.1:"+strconv.Itoa(sqlPorts[i]), "127.0.0.1:"+strconv.Itoa(sqlPorts[nSQL+i]), st.SQLPasswordFile))
+	}
 	proc := func(name, kind, site, binary, addr, metrics string) Proc {
 		base := filepath.Join(dir, kind+"s", name)
 		if kind == KindController {
@@ -131,6 +139,11 @@ func create(dir string) (*State, error) {
 			"state_dir": filepath.Join(filepath.Dir(p.Config), "state"),
 			"tls":       tlsFor(tlsDir, "agent"),
 		}
+		plugins, pluginConfig := agentPlugins(dir, st, a)
+		cfg["plugins"] = map[string]any{"builtin": plugins}
+		if len(pluginConfig) > 0 {
+			cfg["plugin_config"] = pluginConfig
+		}
 		if err := writeYAML(p.Config, cfg); err != nil {
 			return nil, err
 		}
@@ -149,12 +162,21 @@ func create(dir string) (*State, error) {
 	st.Procs = append(st.Procs, ctl)
 	st.Controller = ctl.Address
 
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, StateFile), b, 0o644); err != nil {
+	if err := st.save(dir); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// save writes lab.json.
+func (st *State) save(dir string) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, StateFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, StateFile))
 }

@@ -39,7 +39,7 @@ func waitHealthy(ctx context.Context, st *State) error {
 			if _, ok := running(p); !ok {
 				return fmt.Errorf("%s exited during start-up:\n%s", name, tail(p.Log, 15))
 			}
-			if err := checkProc(ctx, mat, p, len(st.Procs)-1); err != nil {
+			if err := checkProc(ctx, st, mat, p, len(st.procs(KindAgent))); err != nil {
 				lastErr[name] = err
 				continue
 			}
@@ -62,7 +62,10 @@ func waitHealthy(ctx context.Context, st *State) error {
 
 // checkProc asks one process whether it is ready: an agent must answer
 // GetInfo, the controller must report wantAgents reachable agents.
-func checkProc(ctx context.Context, mat *pki.Material, p Proc, wantAgents int) error {
+func checkProc(ctx context.Context, st *State, mat *pki.Material, p Proc, wantAgents int) error {
+	if p.Kind == KindSQL {
+		return checkSQL(ctx, st, p)
+	}
 	role := pki.RoleAgent
 	if p.Kind == KindController {
 		role = pki.RoleController

@@ -35,6 +35,8 @@ const StateFile = "lab.json"
 const (
 	KindController = "controller"
 	KindAgent      = "agent"
+	// KindSQL is a SQL Server simulator (chatdr-sim mssql) on a SQL host.
+	KindSQL = "mssql"
 )
 
 // Proc is one process of the lab.
@@ -46,8 +48,13 @@ type Proc struct {
 	// Binary is the executable's base name, looked up in the bin directory.
 	Binary string `json:"binary"`
 	// Config is the absolute path of the process's config file; it also
-	// identifies the process in the process table.
-	Config string `json:"config"`
+	// identifies the process in the process table unless Marker is set.
+	Config string `json:"config,omitempty"`
+	// Args replace the default arguments (--config Config) when set.
+	Args []string `json:"args,omitempty"`
+	// Marker, when set, is what identifies the process in the process
+	// table (a path only this process has on its command line).
+	Marker string `json:"marker,omitempty"`
 	// Address is the gRPC listen address.
 	Address string `json:"address"`
 	// Metrics is the /metrics listen address.
@@ -56,13 +63,48 @@ type Proc struct {
 	PidFile string `json:"pid_file"`
 }
 
+// marker returns what identifies p in the process table.
+func (p Proc) marker() string {
+	if p.Marker != "" {
+		return p.Marker
+	}
+	return p.Config
+}
+
+// args returns p's command-line arguments.
+func (p Proc) args() []string {
+	if len(p.Args) > 0 {
+		return p.Args
+	}
+	return []string{"--config", p.Config}
+}
+
 // State is the content of lab.json.
 type State struct {
 	Pool       string `json:"pool"`
 	Controller string `json:"controller"`
 	TLSDir     string `json:"tls_dir"`
 	Topology   string `json:"topology"`
-	Procs      []Proc `json:"procs"`
+	// SQLPasswordFile holds the sa password of the SQL simulators.
+	SQLPasswordFile string `json:"sql_password_file"`
+	// Bootstrapped is set once the SQL deployment (databases, mirroring,
+	// log shipping) has been created.
+	Bootstrapped bool   `json:"bootstrapped"`
+	Procs        []Proc `json:"procs"`
+}
+
+// Count returns how many processes of kind the lab has.
+func (st *State) Count(kind string) int { return len(st.procs(kind)) }
+
+// procs returns the processes of one kind.
+func (st *State) procs(kind string) []Proc {
+	var out []Proc
+	for _, p := range st.Procs {
+		if p.Kind == kind {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Options configure Up.
@@ -125,8 +167,21 @@ func Up(ctx context.Context, opts Options) (*State, error) {
 			return nil, err
 		}
 	}
-	// Agents first, so that the controller finds them at once.
-	for _, kind := range []string{KindAgent, KindController} {
+	// SQL Server first (the deployment is created on it), then agents, so
+	// that the controller finds them at once.
+	for _, kind := range []string{KindSQL, KindAgent, KindController} {
+		if kind == KindAgent && !st.Bootstrapped {
+			bctx, cancel := context.WithTimeout(ctx, opts.Timeout)
+			err := bootstrap(bctx, dir, st, opts.Out)
+			cancel()
+			if err != nil {
+				return st, fmt.Errorf("create the SQL deployment: %w", err)
+			}
+			st.Bootstrapped = true
+			if err := st.save(dir); err != nil {
+				return st, err
+			}
+		}
 		for _, p := range st.Procs {
 			if p.Kind != kind {
 				continue
@@ -183,14 +238,14 @@ func Down(dir string, grace time.Duration) ([]string, error) {
 	var stopped []string
 	var errs []error
 	// Controller first, so that it does not log every agent going away.
-	for _, kind := range []string{KindController, KindAgent} {
+	for _, kind := range []string{KindController, KindAgent, KindSQL} {
 		for _, p := range st.Procs {
 			if p.Kind != kind {
 				continue
 			}
 			pid, ok := running(p)
 			if ok {
-				if err := stopProcess(pid, p.Config, grace); err != nil {
+				if err := stopProcess(pid, p.marker(), grace); err != nil {
 					errs = append(errs, fmt.Errorf("stop %s (pid %d): %w", p.Name, pid, err))
 					continue
 				}
@@ -224,7 +279,7 @@ func Kill(dir string, names ...string) (map[string]int, error) {
 		if !ok {
 			return killed, fmt.Errorf("%s is not running", name)
 		}
-		if err := killProcess(pid, p.Config); err != nil {
+		if err := killProcess(pid, p.marker()); err != nil {
 			return killed, err
 		}
 		killed[name] = pid
@@ -242,7 +297,7 @@ func running(p Proc) (int, bool) {
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
-	return pid, processAlive(pid, p.Config)
+	return pid, processAlive(pid, p.marker())
 }
 
 // start launches p detached from the caller, logging to p.Log, and records
@@ -257,7 +312,7 @@ func start(p Proc, bin string) (int, error) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- lab: starting %s at %s\n", p.Name, time.Now().Format(time.RFC3339))
-	cmd := exec.Command(bin, "--config", p.Config)
+	cmd := exec.Command(bin, p.args()...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = detachAttr()
 	if err := cmd.Start(); err != nil {
@@ -289,7 +344,7 @@ func findBinaries(binDir string) (map[string]string, error) {
 		}
 	}
 	out := map[string]string{}
-	for _, name := range []string{"chatdr-agent", "chatdr-controller"} {
+	for _, name := range []string{"chatdr-agent", "chatdr-controller", "chatdr-sim"} {
 		found := ""
 		for _, d := range dirs {
 			if d == "" {

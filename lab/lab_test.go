@@ -124,6 +124,11 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	for _, a := range f.Agents {
 		require.Equal(t, a.Host, a.Info.Host)
 	}
+	// The SQL hosts' agents report their databases: the lab created the
+	// Persistent Chat databases on the primary.
+	r := chatdr(t, env, "fleet", "status", "--site", "dc1")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `sql1\.dc1\.chatdr\.lab\n  sql: SQL1-DC1 [0-9.]+, SQL Server Agent \w+\n  db mgc: ONLINE writable\n  db mgccomp: ONLINE writable`, r.stdout)
 
 	// Kill one agent: it is reported unreachable, the eleven others are not.
 	victim := "pc3.dc1.chatdr.lab"
@@ -160,7 +165,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	// Authorization: a viewer may read but not reload the topology.
 	viewer := append(env, "CHATDR_IDENTITY=viewer")
 	require.Equal(t, 0, chatdr(t, viewer, "fleet", "status").code)
-	r := chatdr(t, viewer, "topology", "reload")
+	r = chatdr(t, viewer, "topology", "reload")
 	require.Equal(t, 3, r.code)
 	require.Contains(t, r.stderr, "viewer (viewer) is not allowed to call ReloadTopology (allowed roles: admin)")
 	r = chatdr(t, env, "topology", "reload")
@@ -179,7 +184,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	require.NoError(t, err)
 	d := chatdr(t, nil, "lab", "down", "--dir", dir)
 	require.Equal(t, 0, d.code, d.stderr)
-	require.Contains(t, d.stdout, "stopped 13 processes")
+	require.Contains(t, d.stdout, "stopped 17 processes")
 	for _, p := range procs {
 		require.True(t, p.Running, p.Name)
 		require.NoError(t, testutil.Eventually(5*time.Second, 50*time.Millisecond, func() error {
@@ -191,7 +196,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	}
 	st = chatdr(t, nil, "lab", "status", "--dir", dir)
 	require.Equal(t, 1, st.code)
-	require.Equal(t, 13, strings.Count(st.stdout, "STOPPED"))
+	require.Equal(t, 17, strings.Count(st.stdout, "STOPPED"))
 
 	// With the controller gone, the CLI says so with exit code 3.
 	r = chatdr(t, env, "fleet", "status")

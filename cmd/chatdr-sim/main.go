@@ -14,9 +14,11 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/chatdr/chatdr/internal/buildinfo"
 	"github.com/chatdr/chatdr/internal/logging"
+	"github.com/chatdr/chatdr/sim/chat"
 	sim "github.com/chatdr/chatdr/sim/mssql"
 )
 
@@ -24,6 +26,7 @@ const usage = `Usage: chatdr-sim COMMAND [flags]
 
 Commands:
   mssql     a SQL Server instance speaking TDS 7.4 (go-mssqldb connects unchanged)
+  chat      a Persistent Chat server posting messages into the pool's current database
   version   print the version
 
 Run 'chatdr-sim COMMAND --help' for the flags of a command.
@@ -41,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "mssql":
 		return runMSSQL(args[1:], stdout, stderr)
+	case "chat":
+		return runChat(args[1:], stderr)
 	case "version":
 		fmt.Fprintln(stdout, buildinfo.Version())
 		return 0
@@ -57,10 +62,21 @@ type logins map[string]string
 
 func (l logins) String() string { return fmt.Sprintf("%d logins", len(l)) }
 
+// Set takes user:password, or user:@FILE to read the password from FILE
+// (so that it does not show in the process list).
 func (l logins) Set(v string) error {
 	user, pw, ok := strings.Cut(v, ":")
 	if !ok || user == "" || pw == "" {
-		return errors.New("want user:password")
+		return errors.New("want user:password or user:@file")
+	}
+	if file, ok := strings.CutPrefix(pw, "@"); ok {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("password file: %w", err)
+		}
+		if pw = strings.TrimRight(string(b), "\r\n"); pw == "" {
+			return fmt.Errorf("password file %s is empty", file)
+		}
 	}
 	l[user] = pw
 	return nil
@@ -75,7 +91,7 @@ func runMSSQL(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	ls := logins{}
-	fs.Var(ls, "login", "SQL login as user:password (repeatable; default sa:chatdr-lab-Pa55)")
+	fs.Var(ls, "login", "SQL login as user:password or user:@FILE (repeatable; default sa:chatdr-lab-Pa55)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: chatdr-sim mssql --name SQL1 --data DIR [--listen 127.0.0.1:0] [--login user:password]\n\n"+
 			"Runs one simulated SQL Server instance. Prints \"listening on ADDR\" once it accepts\n"+
@@ -118,3 +134,40 @@ func runMSSQL(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+func runChat(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("chatdr-sim chat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg chat.Config
+	fs.StringVar(&cfg.FQDN, "fqdn", "", "this chat server's FQDN in the CMS (required)")
+	fs.StringVar(&cfg.CMS, "cms", os.Getenv("CHATDR_CMS_FILE"), "Central Management Store file (default $CHATDR_CMS_FILE)")
+	fs.StringVar(&cfg.AckFile, "ack-file", "", "file that receives one line per acknowledged message (required)")
+	fs.StringVar(&cfg.StatusFile, "status-file", "", "file that receives what the server observes, as JSON")
+	fs.Float64Var(&cfg.Rate, "rate", 5, "messages per second while active")
+	fs.StringVar(&cfg.Room, "room", "lab", "chat room the messages go to")
+	fs.DurationVar(&cfg.Poll, "poll", 200*time.Millisecond, "how often the local store is read")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: chatdr-sim chat --fqdn pc1.dc1.example --cms cms.json --ack-file pc1.acks\n\n"+
+			"Runs a simulated Persistent Chat server: while its local store shows it on the active\n"+
+			"server list it posts messages into the database the pool state points at, and appends\n"+
+			"every acknowledged message to --ack-file. Stops on SIGTERM or SIGINT.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := logging.New(stderr, *logFormat, *logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "chatdr-sim chat:", err)
+		return 2
+	}
+	cfg.Log = log
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := chat.Run(ctx, cfg); err != nil {
+		fmt.Fprintln(stderr, "chatdr-sim chat:", err)
+		return 1
+	}
+	return 0
+}
