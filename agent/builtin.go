@@ -19,12 +19,13 @@ func builtinActions() []Action {
 	return []Action{{
 		Info: &agentv1.ActionInfo{
 			Name:        "agent.noop",
-			Description: "Does nothing (optionally for a while, with progress) and echoes its parameters; checks the path controller → agent → result.",
+			Description: "Does nothing (optionally for a while, with progress) and echoes its parameters; checks the whole path controller → agent → journal → result.",
 			Params: []*agentv1.ParamSpec{
 				{Name: "duration", Type: "string", Description: "how long to wait, as a Go duration (e.g. 2s); default 0"},
 				{Name: "fail", Type: "string", Description: "when set, fail with this message (for testing error paths)"},
 			},
-			ReadOnly:       true,
+			// Not marked read-only on purpose: it is journaled like a
+			// state-changing action, so it exercises the whole path.
 			Idempotent:     true,
 			DefaultTimeout: durationpb.New(time.Minute),
 		},

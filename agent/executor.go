@@ -47,6 +47,8 @@ type Action struct {
 // execution is one idempotency key's run.
 type execution struct {
 	key, action, digest string
+	// durable executions are journaled; read-only ones live in memory only.
+	durable bool
 
 	mu     sync.Mutex
 	subs   map[chan *agentv1.ExecuteResponse]struct{}
@@ -67,10 +69,33 @@ type Executor struct {
 	journal *journal.Journal
 	log     *slog.Logger
 
-	mu    sync.Mutex
-	execs map[string]*execution // in flight, or ended in this process
-	wg    sync.WaitGroup
-	stop  context.Context
+	mu        sync.Mutex
+	execs     map[string]*execution // in flight, or ended in this process
+	lastPrune time.Time
+	wg        sync.WaitGroup
+	stop      context.Context
+}
+
+// memoryRetention is how long an ended execution stays in memory (the
+// journal keeps durable ones far longer).
+const memoryRetention = 10 * time.Minute
+
+// pruneLocked drops ended executions older than memoryRetention from memory,
+// at most once a minute. e.mu is held.
+func (e *Executor) pruneLocked() {
+	now := time.Now()
+	if now.Sub(e.lastPrune) < time.Minute {
+		return
+	}
+	e.lastPrune = now
+	for k, ex := range e.execs {
+		ex.mu.Lock()
+		old := ex.result != nil && now.Sub(ex.result.GetEndedAt().AsTime()) > memoryRetention
+		ex.mu.Unlock()
+		if old {
+			delete(e.execs, k)
+		}
+	}
 }
 
 // NewExecutor returns an executor for the given actions that journals into
@@ -113,9 +138,14 @@ func (e *Executor) Execute(ctx context.Context, req *agentv1.ExecuteRequest, sen
 		return fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 
+	// Read-only actions are recorded in memory only: running one again after
+	// an agent restart is harmless, and it spares every probe-like call two
+	// synced journal writes.
+	durable := !act.Info.GetReadOnly()
 	e.mu.Lock()
+	e.pruneLocked()
 	ex, seen := e.execs[key]
-	if !seen {
+	if !seen && durable {
 		// Not in memory: the journal decides whether the key is new.
 		rec, created, err := e.journal.Begin(journal.Record{Key: key, Action: req.GetAction(), Digest: digest, StartedAt: time.Now()})
 		if err != nil {
@@ -137,7 +167,7 @@ func (e *Executor) Execute(ctx context.Context, req *agentv1.ExecuteRequest, sen
 		return fmt.Errorf("%w: key %q was used for %s with other parameters", ErrKeyReused, key, ex.action)
 	}
 	if !seen {
-		ex = &execution{key: key, action: req.GetAction(), digest: digest,
+		ex = &execution{key: key, action: req.GetAction(), digest: digest, durable: durable,
 			subs: map[chan *agentv1.ExecuteResponse]struct{}{}, done: make(chan struct{})}
 		e.execs[key] = ex
 	}
@@ -231,10 +261,12 @@ func (e *Executor) run(ex *execution, act Action, req *agentv1.ExecuteRequest) {
 		res.State = agentv1.ExecutionState_EXECUTION_STATE_FAILED
 		res.Error = aerr
 	}
-	if err := e.journal.Finish(ex.key, res); err != nil {
-		// The result stays in memory and is served from there; after a
-		// restart the key reads as interrupted, which is the safe side.
-		e.log.Error("could not journal the end of an execution", "key", ex.key, "action", ex.action, "err", err)
+	if ex.durable {
+		if err := e.journal.Finish(ex.key, res); err != nil {
+			// The result stays in memory and is served from there; after a
+			// restart the key reads as interrupted, which is the safe side.
+			e.log.Error("could not journal the end of an execution", "key", ex.key, "action", ex.action, "err", err)
+		}
 	}
 	ex.mu.Lock()
 	ex.result = res

@@ -103,7 +103,8 @@ func TestAgent_GetInfo(t *testing.T) {
 			require.Equal(t, []uint32{1}, p.GetApiVersions())
 			require.Len(t, p.GetActions(), 1)
 			require.Equal(t, "agent.noop", p.GetActions()[0].GetName())
-			require.True(t, p.GetActions()[0].GetReadOnly())
+			require.False(t, p.GetActions()[0].GetReadOnly(), "agent.noop is journaled like a state-changing action")
+			require.True(t, p.GetActions()[0].GetIdempotent())
 		})
 	}
 }

@@ -47,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // agentProc is a chatdr-agent process.
 type agentProc struct {
-	t       *testing.T
+	t       testing.TB
 	cfgPath string
 	addr    string
 	env     []string
@@ -56,7 +56,7 @@ type agentProc struct {
 	client  agentv1.AgentServiceClient
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -66,7 +66,7 @@ func freePort(t *testing.T) int {
 
 // startAgent writes an agent config with the given plugin configuration and
 // starts chatdr-agent with env added to its environment.
-func startAgent(t *testing.T, tlsDir, host string, builtin []string, pluginConfig map[string]any, env ...string) *agentProc {
+func startAgent(t testing.TB, tlsDir, host string, builtin []string, pluginConfig map[string]any, env ...string) *agentProc {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := map[string]any{
