@@ -281,7 +281,11 @@ func (p *Plugin) copyPending(ctx context.Context, db *sql.DB, params pluginsdk.P
 	if dst, err = confine(p.roots, dst); err != nil {
 		return nil, err
 	}
-	out := pluginsdk.Output{"database": name, "source_dir": src, "dest_dir": dst}
+	verify := true
+	if v, ok := params["verify"].(bool); ok {
+		verify = v
+	}
+	out := pluginsdk.Output{"database": name, "source_dir": src, "dest_dir": dst, "verified": verify}
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		// The share went with the primary site: what was copied is all
@@ -326,23 +330,46 @@ func (p *Plugin) copyPending(ctx context.Context, db *sql.DB, params pluginsdk.P
 	}
 	var copied, unreadable []any
 	var done int64
+	// Each copied file is verified (RESTORE HEADERONLY) while the next one
+	// copies; the results are collected in order.
+	type verdict struct {
+		name string
+		err  error
+	}
+	verdicts := make([]chan verdict, 0, len(need))
 	for _, e := range need {
 		n, err := copyFile(ctx, filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), key, func(b int64) {
 			emit.Progress("copy "+e.Name(), done+b, total, "bytes")
 		})
 		done += n
+		ch := make(chan verdict, 1)
+		verdicts = append(verdicts, ch)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, pluginsdk.AsError(ctx.Err())
 			}
-			unreadable = append(unreadable, map[string]any{"file": e.Name(), "error": err.Error()})
+			ch <- verdict{e.Name(), err}
 			continue
 		}
-		if _, err := readHeaders(ctx, db, filepath.Join(dst, e.Name())); err != nil {
-			unreadable = append(unreadable, map[string]any{"file": e.Name(), "error": err.Error()})
+		if !verify {
+			ch <- verdict{e.Name(), nil}
 			continue
 		}
-		copied = append(copied, e.Name())
+		go func(name string) {
+			_, err := readHeaders(ctx, db, filepath.Join(dst, name))
+			ch <- verdict{name, err}
+		}(e.Name())
+	}
+	for _, ch := range verdicts {
+		v := <-ch
+		if v.err != nil {
+			unreadable = append(unreadable, map[string]any{"file": v.name, "error": v.err.Error()})
+			continue
+		}
+		copied = append(copied, v.name)
+	}
+	if ctx.Err() != nil {
+		return nil, pluginsdk.AsError(ctx.Err())
 	}
 	out["source_readable"] = true
 	out["copied"] = nonNil(copied)
@@ -378,28 +405,24 @@ func copyFile(ctx context.Context, src, dst, key string, progress func(int64)) (
 		return 0, err
 	}
 	defer os.Remove(tmp)
-	buf := make([]byte, 1<<20)
+	// io.CopyN between files lets the kernel copy (copy_file_range) while
+	// progress is still reported every chunk.
+	const chunk = 8 << 20
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
 			out.Close()
 			return n, err
 		}
-		r, rerr := in.Read(buf)
-		if r > 0 {
-			if _, werr := out.Write(buf[:r]); werr != nil {
-				out.Close()
-				return n, werr
-			}
-			n += int64(r)
-			progress(n)
-		}
-		if errors.Is(rerr, io.EOF) {
+		c, err := io.CopyN(out, in, chunk)
+		n += c
+		progress(n)
+		if errors.Is(err, io.EOF) {
 			break
 		}
-		if rerr != nil {
+		if err != nil {
 			out.Close()
-			return n, rerr
+			return n, err
 		}
 	}
 	if err := out.Sync(); err != nil {

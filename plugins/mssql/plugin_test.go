@@ -30,7 +30,7 @@ type server struct {
 	plugin *mssql.Plugin
 }
 
-func startServer(t *testing.T, name, root string) *server {
+func startServer(t testing.TB, name, root string) *server {
 	t.Helper()
 	in, err := sim.Open(sim.Config{Name: name, DataDir: t.TempDir(), Logins: map[string]string{"sa": password}})
 	require.NoError(t, err)
@@ -76,7 +76,7 @@ func (s *server) must(t *testing.T, action string, params pluginsdk.Params) plug
 	return out
 }
 
-func (s *server) exec(t *testing.T, query string, args ...any) {
+func (s *server) exec(t testing.TB, query string, args ...any) {
 	t.Helper()
 	_, err := s.db.ExecContext(t.Context(), query, args...)
 	require.NoError(t, err, query)
