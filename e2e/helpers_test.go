@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -52,7 +53,8 @@ type agentProc struct {
 	addr    string
 	env     []string
 	cmd     *exec.Cmd
-	log     *bytes.Buffer
+	exited  chan struct{} // closed when cmd has been waited for
+	log     *syncBuffer
 	client  agentv1.AgentServiceClient
 }
 
@@ -94,12 +96,14 @@ func startAgent(t testing.TB, tlsDir, host string, builtin []string, pluginConfi
 
 func (a *agentProc) start() {
 	a.t.Helper()
-	a.log = &bytes.Buffer{}
+	a.log = &syncBuffer{}
 	a.cmd = exec.Command(testutil.Exe(binDir, "chatdr-agent"), "--config", a.cfgPath)
 	a.cmd.Env = append(os.Environ(), a.env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	require.NoError(a.t, a.cmd.Start())
-	go func(c *exec.Cmd) { _ = c.Wait() }(a.cmd)
+	exited := make(chan struct{})
+	a.exited = exited
+	go func(c *exec.Cmd) { _ = c.Wait(); close(exited) }(a.cmd)
 }
 
 func (a *agentProc) waitReady() {
@@ -113,31 +117,31 @@ func (a *agentProc) waitReady() {
 	require.NoError(a.t, err, "agent did not start:\n%s", a.log)
 }
 
-// stop ends the agent gracefully.
+// stop ends the agent gracefully (SIGKILL after 15 s).
 func (a *agentProc) stop() {
-	if a.cmd.Process == nil || a.cmd.ProcessState != nil {
+	select {
+	case <-a.exited:
 		return
+	default:
 	}
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
-	_ = testutil.Eventually(15*time.Second, 20*time.Millisecond, func() error {
-		if processExists(a.cmd.Process.Pid) {
-			return errors.New("still running")
-		}
-		return nil
-	})
-	_ = a.cmd.Process.Kill()
+	select {
+	case <-a.exited:
+	case <-time.After(15 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-a.exited
+	}
 }
 
 // kill ends the agent at once, as a crash would.
 func (a *agentProc) kill() {
 	a.t.Helper()
 	require.NoError(a.t, a.cmd.Process.Kill())
-	require.NoError(a.t, testutil.Eventually(10*time.Second, 20*time.Millisecond, func() error {
-		if processExists(a.cmd.Process.Pid) {
-			return errors.New("still running")
-		}
-		return nil
-	}))
+	select {
+	case <-a.exited:
+	case <-time.After(10 * time.Second):
+		a.t.Fatal("agent still running after SIGKILL")
+	}
 }
 
 // restart starts the agent again after kill or stop.
@@ -238,4 +242,23 @@ func processesWithArgs(exe, arg, agentPID string) []int {
 		}
 	}
 	return out
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's writes and the
+// test's reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -5,6 +5,7 @@ package plugins
 import (
 	"sort"
 
+	"github.com/chatdr/chatdr/plugins/csshell"
 	"github.com/chatdr/chatdr/plugins/mssql"
 	"github.com/chatdr/chatdr/plugins/service"
 	"github.com/chatdr/chatdr/pluginsdk"
@@ -12,6 +13,7 @@ import (
 
 // builtin maps a plugin name to its constructor.
 var builtin = map[string]func() pluginsdk.Plugin{
+	"csshell": csshell.New,
 	"mssql":   mssql.New,
 	"service": service.New,
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/chatdr/chatdr/internal/buildinfo"
 	"github.com/chatdr/chatdr/internal/logging"
 	"github.com/chatdr/chatdr/sim/chat"
+	"github.com/chatdr/chatdr/sim/csshell"
 	sim "github.com/chatdr/chatdr/sim/mssql"
 )
 
@@ -27,6 +28,7 @@ const usage = `Usage: chatdr-sim COMMAND [flags]
 Commands:
   mssql     a SQL Server instance speaking TDS 7.4 (go-mssqldb connects unchanged)
   chat      a Persistent Chat server posting messages into the pool's current database
+  csshell   the Lync/Skype for Business Management Shell (runs the scripts the csshell plugin sends)
   version   print the version
 
 Run 'chatdr-sim COMMAND --help' for the flags of a command.
@@ -46,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runMSSQL(args[1:], stdout, stderr)
 	case "chat":
 		return runChat(args[1:], stderr)
+	case "csshell":
+		return csshell.Main(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, buildinfo.Version())
 		return 0

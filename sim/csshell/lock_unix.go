@@ -27,7 +27,9 @@ func lockFile(ctx context.Context, path string, exclusive bool) (func(), error) 
 	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err == nil {
 		return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
 	}
-	done := make(chan error, 1)
+	// Unbuffered: a lock obtained after the caller gave up is never handed
+	// over, so the goroutine releases it.
+	done := make(chan error)
 	abandoned := make(chan struct{})
 	go func() {
 		err := flockRetry(int(f.Fd()), how)

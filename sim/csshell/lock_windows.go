@@ -29,7 +29,9 @@ func lockFile(ctx context.Context, path string, exclusive bool) (func(), error) 
 		windows.UnlockFileEx(h, 0, 1, 0, ol)
 		f.Close()
 	}
-	done := make(chan error, 1)
+	// Unbuffered: a lock obtained after the caller gave up is never handed
+	// over, so the goroutine releases it.
+	done := make(chan error)
 	abandoned := make(chan struct{})
 	go func() {
 		err := windows.LockFileEx(h, flags, 0, 1, 0, new(windows.Overlapped))

@@ -469,7 +469,7 @@ func TestRun_TestCsPersistentChatMessage(t *testing.T) {
 func mainCmd(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), envMain+"=1", csshell.EnvCMSFile+"=", csshell.EnvServer+"="), env...)
+	cmd.Env = append(append(os.Environ(), envMain+"=1", csshell.EnvCMSFile+"=", csshell.EnvServer+"=", "GORACE="+goraceNoExitSleep()), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

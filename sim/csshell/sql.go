@@ -8,20 +8,37 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/microsoft/go-mssqldb" // the "sqlserver" driver
+	mssql "github.com/microsoft/go-mssqldb" // the "sqlserver" driver
 )
 
-// sqlNumbered is implemented by go-mssqldb's errors from SQL Server.
-type sqlNumbered interface{ SQLErrorNumber() int32 }
-
-// sqlErrorNumber returns the SQL Server error number of err, or 0 when err
-// did not come from the server (a network or driver error).
+// sqlErrorNumber returns the SQL Server error number of err (the last
+// message of the batch, as go-mssqldb reports it), or 0 when err did not
+// come from the server (a network or driver error).
 func sqlErrorNumber(err error) int32 {
-	var n sqlNumbered
-	if errors.As(err, &n) {
-		return n.SQLErrorNumber()
+	var me mssql.Error
+	if errors.As(err, &me) {
+		return me.Number
 	}
 	return 0
+}
+
+// notMirrored reports SQL Server's answer to SET PARTNER OFF on a database
+// that is not mirrored: 1416, followed (like every failed ALTER DATABASE)
+// by 5069 "ALTER DATABASE statement failed".
+func notMirrored(err error) bool {
+	var me mssql.Error
+	if !errors.As(err, &me) {
+		return false
+	}
+	if me.Number == 1416 {
+		return true
+	}
+	for _, e := range me.All {
+		if e.Number == 1416 {
+			return true
+		}
+	}
+	return false
 }
 
 // sqlConn is one connection to an instance's master database.
@@ -132,7 +149,7 @@ func sqlInstallMirror(ctx context.Context, db string, principal, mirror SQLInsta
 		// A copy that is still a mirroring partner cannot be dropped; 1416
 		// means it was not mirrored.
 		off := "ALTER DATABASE " + quoteName(db) + " SET PARTNER OFF"
-		if _, err := mc.db.ExecContext(ctx, off); err != nil && sqlErrorNumber(err) != 1416 {
+		if _, err := mc.db.ExecContext(ctx, off); err != nil && !notMirrored(err) {
 			return mc.failure(off, err)
 		}
 		if cerr := mc.exec(ctx, "DROP DATABASE "+quoteName(db)); cerr != nil {
@@ -180,7 +197,7 @@ func sqlUninstallMirror(ctx context.Context, db string, principal, mirror SQLIns
 	}
 	defer pc.close()
 	off := "ALTER DATABASE " + quoteName(db) + " SET PARTNER OFF"
-	if _, err := pc.db.ExecContext(ctx, off); err != nil && sqlErrorNumber(err) != 1416 {
+	if _, err := pc.db.ExecContext(ctx, off); err != nil && !notMirrored(err) {
 		return pc.failure(off, err)
 	}
 	if !drop {
@@ -195,7 +212,7 @@ func sqlUninstallMirror(ctx context.Context, db string, principal, mirror SQLIns
 	if cerr != nil || mstate == "" {
 		return cerr
 	}
-	if _, err := mc.db.ExecContext(ctx, off); err != nil && sqlErrorNumber(err) != 1416 {
+	if _, err := mc.db.ExecContext(ctx, off); err != nil && !notMirrored(err) {
 		return mc.failure(off, err)
 	}
 	return mc.exec(ctx, "DROP DATABASE "+quoteName(db))

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +61,12 @@ func runWriter(spec string) int {
 		}
 	}
 	return 0
+}
+
+// goraceNoExitSleep returns GORACE without the race detector's 1 s sleep
+// at a successful exit (helper processes would each take a second).
+func goraceNoExitSleep() string {
+	return strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
 }
 
 func newStore(t *testing.T, c csshell.CMS) *csshell.Store {
@@ -245,7 +252,7 @@ func TestStore_Update_concurrentProcessesLoseNothing(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s SVC%d %d", envWriter, st.Path(), i, toggles))
+			cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s SVC%d %d", envWriter, st.Path(), i, toggles), "GORACE="+goraceNoExitSleep())
 			if out, err := cmd.CombinedOutput(); err != nil {
 				errs <- fmt.Errorf("writer %d: %v: %s", i, err, out)
 			}
@@ -306,7 +313,10 @@ func TestStore_Update_lockHonoursContext(t *testing.T) {
 	_, err := st.SetState(ctx, csshell.FailedOver)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	close(release)
-	changed, err := st.SetState(t.Context(), csshell.FailedOver)
+	// The abandoned wait must not keep the lock once it gets it.
+	ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	changed, err := st.SetState(ctx, csshell.FailedOver)
 	require.NoError(t, err)
 	require.True(t, changed)
 }

@@ -3,15 +3,16 @@
 // exactly the statements the simulator sends and records them) and a lab
 // CMS with eight chat servers in two sites.
 //
-// The fake is not the SQL Server simulator: it keeps a name → state map
-// per instance and checks the order of the mirroring steps, nothing more.
-// It exists so that Install-/Uninstall-CsMirrorDatabase and
-// Test-CsPersistentChatMessage can be tested end to end through go-mssqldb
-// before sim/mssql implements database mirroring.
+// The fake is not the SQL Server simulator: it keeps a name → state and
+// partner map per instance and records every statement, nothing more. It
+// lets tests check exactly what Install-/Uninstall-CsMirrorDatabase and
+// Test-CsPersistentChatMessage send through go-mssqldb, in which order, and
+// how they react to injected SQL errors, without starting SQL simulators.
 package csshelltest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -223,7 +224,9 @@ func (f *FakeSQL) run(stmt string, args []any, w *tds.ResponseWriter) error {
 			return err
 		}
 		if db.Partner == "" {
-			return sqlErr(1416, "Database \"%s\" is not configured for database mirroring.", name)
+			// As SQL Server: 1416, then 5069 (the driver reports the last).
+			return errors.Join(sqlErr(1416, "Database \"%s\" is not configured for database mirroring.", name),
+				sqlErr(5069, "ALTER DATABASE statement failed."))
 		}
 		db.Partner = ""
 	case rePartner.MatchString(stmt):
