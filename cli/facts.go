@@ -96,13 +96,13 @@ func describeFact(f *agentv1.Fact) []string {
 			}
 			out = append(out, line)
 		}
-	case "cs.pool_state":
-		line := "pool state: " + firstNonEmpty(s(v, "pool_state"), s(v, "central_pool_state"), s(v, "state"))
-		if l := firstNonEmpty(s(v, "local_pool_state"), s(v, "local_state")); l != "" {
-			line += ", local store: " + l
+	case "csshell.cs.pool_state":
+		line := fmt.Sprintf("pool state: %s (this server's local store: %s)", s(v, "central"), s(v, "local"))
+		if v["consistent"] == false {
+			line += ", replication pending"
 		}
 		out = append(out, line)
-	case "cs.active_servers":
+	case "csshell.cs.active_servers":
 		var names []string
 		if items, ok := firstList(v, "active_servers", "servers"); ok {
 			for _, it := range items {

@@ -69,11 +69,11 @@ func tlsFor(tlsDir, name string) tlsConfig {
 }
 
 // create writes a new lab into dir and returns its state.
-func create(dir string) (*State, error) {
+func create(dir, simBin string) (*State, error) {
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return nil, fmt.Errorf("%s exists and is not empty; give an empty or new directory, or an existing lab", dir)
 	}
-	for _, d := range []string{"share/logship", "share/mirror", "copy/mgc", "logs", "run", "sql"} {
+	for _, d := range []string{"share/logship", "share/mirror", "copy/mgc", "logs", "run", "sql", "chat"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
 			return nil, err
 		}
@@ -109,7 +109,8 @@ func create(dir string) (*State, error) {
 		return nil, err
 	}
 
-	st := &State{Pool: topo.Pool, TLSDir: tlsDir, Topology: topoPath, SQLPasswordFile: filepath.Join(dir, "sql", "password")}
+	st := &State{Pool: topo.Pool, TLSDir: tlsDir, Topology: topoPath, SQLPasswordFile: filepath.Join(dir, "sql", "password"),
+		CMS: filepath.Join(dir, "cms.json")}
 	if err := os.WriteFile(st.SQLPasswordFile, []byte(newPassword()+"\n"), 0o600); err != nil {
 		return nil, err
 	}
@@ -139,7 +140,7 @@ func create(dir string) (*State, error) {
 			"state_dir": filepath.Join(filepath.Dir(p.Config), "state"),
 			"tls":       tlsFor(tlsDir, "agent"),
 		}
-		plugins, pluginConfig := agentPlugins(dir, st, a)
+		plugins, pluginConfig := agentPlugins(dir, simBin, st, a)
 		cfg["plugins"] = map[string]any{"builtin": plugins}
 		if len(pluginConfig) > 0 {
 			cfg["plugin_config"] = pluginConfig
@@ -162,6 +163,9 @@ func create(dir string) (*State, error) {
 	st.Procs = append(st.Procs, ctl)
 	st.Controller = ctl.Address
 
+	if err := createCMS(dir, st, topo); err != nil {
+		return nil, err
+	}
 	if err := st.save(dir); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,9 @@ const (
 	KindAgent      = "agent"
 	// KindSQL is a SQL Server simulator (chatdr-sim mssql) on a SQL host.
 	KindSQL = "mssql"
+	// KindService is a chat server simulator run by an agent's service
+	// plugin (the RTCCHAT service); not started by the lab itself.
+	KindService = "service"
 )
 
 // Proc is one process of the lab.
@@ -58,7 +61,9 @@ type Proc struct {
 	// Address is the gRPC listen address.
 	Address string `json:"address"`
 	// Metrics is the /metrics listen address.
-	Metrics string `json:"metrics"`
+	Metrics string `json:"metrics,omitempty"`
+	// Mirror is a SQL simulator's database mirroring endpoint.
+	Mirror  string `json:"mirror,omitempty"`
 	Log     string `json:"log"`
 	PidFile string `json:"pid_file"`
 }
@@ -85,6 +90,9 @@ type State struct {
 	Controller string `json:"controller"`
 	TLSDir     string `json:"tls_dir"`
 	Topology   string `json:"topology"`
+	// CMS is the Central Management Store file of the Management Shell and
+	// chat simulators.
+	CMS string `json:"cms"`
 	// SQLPasswordFile holds the sa password of the SQL simulators.
 	SQLPasswordFile string `json:"sql_password_file"`
 	// Bootstrapped is set once the SQL deployment (databases, mirroring,
@@ -163,7 +171,7 @@ func Up(ctx context.Context, opts Options) (*State, error) {
 			return nil, err
 		}
 		fmt.Fprintf(opts.Out, "creating lab in %s\n", dir)
-		if st, err = create(dir); err != nil {
+		if st, err = create(dir, bins["chatdr-sim"]); err != nil {
 			return nil, err
 		}
 	}
@@ -202,6 +210,9 @@ func Up(ctx context.Context, opts Options) (*State, error) {
 	if err := waitHealthy(wctx, st); err != nil {
 		return st, err
 	}
+	if err := startChatServices(wctx, st, opts.Out); err != nil {
+		return st, err
+	}
 	return st, nil
 }
 
@@ -223,7 +234,7 @@ func Status(dir string) ([]ProcStatus, error) {
 		pid, ok := running(p)
 		out[i] = ProcStatus{Proc: p, PID: pid, Running: ok}
 	}
-	return out, nil
+	return append(out, chatServices(dir, st)...), nil
 }
 
 // Down stops every running lab process (SIGTERM, then SIGKILL after grace)
@@ -237,8 +248,10 @@ func Down(dir string, grace time.Duration) ([]string, error) {
 	}
 	var stopped []string
 	var errs []error
-	// Controller first, so that it does not log every agent going away.
-	for _, kind := range []string{KindController, KindAgent, KindSQL} {
+	// Controller first, so that it does not log every agent going away;
+	// then the agents (their plugins go with them, so that no supervisor
+	// restarts a service), the chat services, and SQL Server last.
+	stopKind := func(kind string) {
 		for _, p := range st.Procs {
 			if p.Kind != kind {
 				continue
@@ -254,6 +267,19 @@ func Down(dir string, grace time.Duration) ([]string, error) {
 			os.Remove(p.PidFile)
 		}
 	}
+	stopKind(KindController)
+	stopKind(KindAgent)
+	for _, svc := range chatServices(dir, st) {
+		if !svc.Running {
+			continue
+		}
+		if err := stopProcess(svc.PID, svc.marker(), grace); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s (pid %d): %w", svc.Name, svc.PID, err))
+			continue
+		}
+		stopped = append(stopped, svc.Name)
+	}
+	stopKind(KindSQL)
 	return stopped, errors.Join(errs...)
 }
 

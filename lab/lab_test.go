@@ -18,6 +18,7 @@ import (
 
 	"github.com/chatdr/chatdr/internal/testutil"
 	"github.com/chatdr/chatdr/lab"
+	"github.com/chatdr/chatdr/sim/chat"
 )
 
 var binDir string
@@ -130,6 +131,22 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Regexp(t, `sql1\.dc1\.chatdr\.lab\n  sql: SQL1-DC1 [0-9.]+, SQL Server Agent \w+\n  db mgc: ONLINE writable\n  db mgccomp: ONLINE writable`, r.stdout)
 
+	// The chat servers run their RTCCHAT service under their agent; the
+	// ones active while the pool is Normal post messages into the primary.
+	require.NoError(t, testutil.Eventually(15*time.Second, 100*time.Millisecond, func() error {
+		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
+		if err != nil {
+			return err
+		}
+		if len(acks) < 3 {
+			return fmt.Errorf("%d acknowledged messages", len(acks))
+		}
+		return nil
+	}))
+	r = chatdr(t, env, "fleet", "status")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `pc5\.dc2\.chatdr\.lab\n  pool state: Normal \(this server's local store: Normal\)\n  active servers: pc1\.dc1\.chatdr\.lab, pc2\.dc1\.chatdr\.lab, pc3\.dc1\.chatdr\.lab, pc4\.dc1\.chatdr\.lab\n  service RTCCHAT: running`, r.stdout)
+
 	// Kill one agent: it is reported unreachable, the eleven others are not.
 	victim := "pc3.dc1.chatdr.lab"
 	killed, err := lab.Kill(dir, victim)
@@ -184,7 +201,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	require.NoError(t, err)
 	d := chatdr(t, nil, "lab", "down", "--dir", dir)
 	require.Equal(t, 0, d.code, d.stderr)
-	require.Contains(t, d.stdout, "stopped 17 processes")
+	require.Contains(t, d.stdout, "stopped 25 processes")
 	for _, p := range procs {
 		require.True(t, p.Running, p.Name)
 		require.NoError(t, testutil.Eventually(5*time.Second, 50*time.Millisecond, func() error {
@@ -196,7 +213,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	}
 	st = chatdr(t, nil, "lab", "status", "--dir", dir)
 	require.Equal(t, 1, st.code)
-	require.Equal(t, 17, strings.Count(st.stdout, "STOPPED"))
+	require.Equal(t, 25, strings.Count(st.stdout, "STOPPED"))
 
 	// With the controller gone, the CLI says so with exit code 3.
 	r = chatdr(t, env, "fleet", "status")

@@ -75,7 +75,7 @@ func sqlProc(dir string, h sqlHost, addr, mirrorAddr, passwordFile string) Proc 
 		Args: []string{"mssql", "--name", h.Name, "--listen", addr, "--data", data,
 			"--login", "sa:@" + passwordFile},
 		Marker:  data,
-		Address: addr, Metrics: mirrorAddr,
+		Address: addr, Mirror: mirrorAddr,
 		Log:     filepath.Join(dir, "logs", name+".log"),
 		PidFile: filepath.Join(dir, "run", name+".pid"),
 	}
@@ -92,20 +92,39 @@ func (st *State) sqlAddr(host string) (string, bool) {
 }
 
 // agentPlugins returns the built-in plugins and their configuration for
-// the agent of host a.
-func agentPlugins(dir string, st *State, a topology.Agent) ([]string, map[string]any) {
-	addr, ok := st.sqlAddr(a.Host)
-	if !ok {
-		return []string{}, nil
+// the agent of host a: mssql on SQL hosts; service (running the chat
+// simulator as the RTCCHAT service) and csshell (the Management Shell
+// simulator) on chat servers.
+func agentPlugins(dir, simBin string, st *State, a topology.Agent) ([]string, map[string]any) {
+	if addr, ok := st.sqlAddr(a.Host); ok {
+		_, port, _ := net.SplitHostPort(addr)
+		p, _ := strconv.Atoi(port)
+		return []string{"mssql"}, map[string]any{
+			"mssql": map[string]any{
+				"instance": map[string]any{"server": "127.0.0.1", "port": p, "user": "sa",
+					"password_file": st.SQLPasswordFile, "encrypt": "disable"},
+				"roots":     []string{filepath.Join(dir, "share"), filepath.Join(dir, "copy"), filepath.Join(dir, "sql")},
+				"databases": []string{"mgc", "mgccomp"},
+			},
+		}
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	p, _ := strconv.Atoi(port)
-	return []string{"mssql"}, map[string]any{
-		"mssql": map[string]any{
-			"instance": map[string]any{"server": "127.0.0.1", "port": p, "user": "sa",
-				"password_file": st.SQLPasswordFile, "encrypt": "disable"},
-			"roots":     []string{filepath.Join(dir, "share"), filepath.Join(dir, "copy"), filepath.Join(dir, "sql")},
-			"databases": []string{"mgc", "mgccomp"},
+	return []string{"service", "csshell"}, map[string]any{
+		"service": map[string]any{
+			"backend": "process",
+			"services": map[string]any{
+				ChatService: map[string]any{
+					"command": []string{simBin, "chat", "--fqdn", a.Host, "--cms", st.CMS,
+						"--ack-file", AckFile(dir, a.Host), "--status-file", filepath.Join(dir, "chat", a.Host+".status")},
+					"log":        filepath.Join(dir, "logs", ChatService+"."+a.Host+".log"),
+					"stop_grace": "5s",
+					"restart":    "on-failure",
+				},
+			},
+		},
+		"csshell": map[string]any{
+			"powershell": []string{simBin, "csshell", "-NoProfile", "-NonInteractive", "-Command"},
+			"identity":   "service:" + st.Pool,
+			"env":        map[string]string{"CHATDR_CMS_FILE": st.CMS},
 		},
 	}
 }
