@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,11 +126,31 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	for _, a := range f.Agents {
 		require.Equal(t, a.Host, a.Info.Host)
 	}
-	// The SQL hosts' agents report their databases: the lab created the
-	// Persistent Chat databases on the primary.
-	r := chatdr(t, env, "fleet", "status", "--site", "dc1")
-	require.Equal(t, 0, r.code, r.stderr)
-	require.Regexp(t, `sql1\.dc1\.chatdr\.lab\n  sql: SQL1-DC1 [0-9.]+, SQL Server Agent \w+\n  db mgc: ONLINE writable\n  db mgccomp: ONLINE writable`, r.stdout)
+	// The SQL hosts' agents report their databases: the lab deployed the
+	// Persistent Chat databases on the primary, mirrored them in the
+	// primary site and log-ships mgc to the backup site.
+	var r result
+	patterns := []string{
+		`sql1\.dc1\.chatdr\.lab\n  sql: SQL1-DC1 [0-9.]+, SQL Server Agent running\n` +
+			`  db mgc: ONLINE writable, mirroring principal SYNCHRONIZED with TCP://127\.0\.0\.1:\d+\n` +
+			`  db mgccomp: ONLINE writable, mirroring principal SYNCHRONIZED with TCP://127\.0\.0\.1:\d+\n` +
+			`  log shipping mgc: primary, last backup mgc_\d{14}\.trn`,
+		`sql2\.dc1\.chatdr\.lab\n.*\n  db mgc: RESTORING, mirroring mirror SYNCHRONIZED`,
+		`sql1\.dc2\.chatdr\.lab\n.*\n  db mgc: RESTORING\n.*\n  log shipping mgc: secondary, last restored mgc_\d{14}\.trn`,
+	}
+	// The first log backup, copy and restore come within a job interval.
+	require.NoError(t, testutil.Eventually(60*time.Second, 500*time.Millisecond, func() error {
+		r = chatdr(t, env, "fleet", "status")
+		if r.code != 0 {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		for _, p := range patterns {
+			if !regexp.MustCompile(p).MatchString(r.stdout) {
+				return fmt.Errorf("fleet status does not match %s:\n%s", p, r.stdout)
+			}
+		}
+		return nil
+	}))
 
 	// The chat servers run their RTCCHAT service under their agent; the
 	// ones active while the pool is Normal post messages into the primary.

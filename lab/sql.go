@@ -73,7 +73,7 @@ func sqlProc(dir string, h sqlHost, addr, mirrorAddr, passwordFile string) Proc 
 	return Proc{
 		Name: name, Kind: KindSQL, Site: h.Host.Site, Binary: "chatdr-sim",
 		Args: []string{"mssql", "--name", h.Name, "--listen", addr, "--data", data,
-			"--login", "sa:@" + passwordFile},
+			"--login", "sa:@" + passwordFile, "--mirror-listen", mirrorAddr, "--share", filepath.Join(dir, "share")},
 		Marker:  data,
 		Address: addr, Mirror: mirrorAddr,
 		Log:     filepath.Join(dir, "logs", name+".log"),
@@ -183,7 +183,7 @@ func bootstrap(ctx context.Context, dir string, st *State, out io.Writer) error 
 		}
 	}
 	fmt.Fprintf(out, "  created mgc and mgccomp on %s\n", topo.SQL.Primary.FQDN)
-	return nil
+	return bootstrapHA(ctx, dir, st, topo, out)
 }
 
 // waitFor polls check until it succeeds or ctx ends.
@@ -201,4 +201,16 @@ func waitFor(ctx context.Context, check func() error) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// splitPort returns the host and numeric port of addr.
+func splitPort(addr string) (string, int) {
+	h, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return h, n
+}
+
+// alreadyRunning reports whether err says SQL Server Agent already runs.
+func alreadyRunning(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "already")
 }

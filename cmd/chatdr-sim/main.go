@@ -94,12 +94,15 @@ func runMSSQL(args []string, stdout, stderr io.Writer) int {
 	data := fs.String("data", "", "data directory: the instance's durable state (required)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	share := fs.String("share", "", "backup share directory the instance's service account reaches (fault injection can make it unreadable: EXEC master.dbo.sp_chatdr_fault @action = N'share_unreadable')")
+	mirrorListen := fs.String("mirror-listen", "", "TCP address of the database mirroring endpoint (what SET PARTNER = 'TCP://host:port' names; SQL Server's is port 5022); empty: no endpoint")
 	ls := logins{}
 	fs.Var(ls, "login", "SQL login as user:password or user:@FILE (repeatable; default sa:chatdr-lab-Pa55)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: chatdr-sim mssql --name SQL1 --data DIR [--listen 127.0.0.1:0] [--login user:password]\n\n"+
+		fmt.Fprintf(stderr, "Usage: chatdr-sim mssql --name SQL1 --data DIR [--listen 127.0.0.1:0] [--login user:password] [--share DIR] [--mirror-listen ADDR]\n\n"+
 			"Runs one simulated SQL Server instance. Prints \"listening on ADDR\" once it accepts\n"+
-			"connections. State survives a restart (and a kill -9, but for the statement in flight).\n"+
+			"connections (and \"mirroring endpoint on TCP://ADDR\" with --mirror-listen).\n"+
+			"State survives a restart (and a kill -9, but for the statement in flight).\n"+
 			"Stops on SIGTERM or SIGINT.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -118,7 +121,7 @@ func runMSSQL(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "chatdr-sim mssql:", err)
 		return 2
 	}
-	in, err := sim.Open(sim.Config{Name: *name, DataDir: *data, Logins: ls, Logger: log})
+	in, err := sim.Open(sim.Config{Name: *name, DataDir: *data, Logins: ls, Logger: log, Share: *share, MirrorListen: *mirrorListen})
 	if err != nil {
 		fmt.Fprintln(stderr, "chatdr-sim mssql:", err)
 		return 1
@@ -130,6 +133,9 @@ func runMSSQL(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
+	if ep := in.MirrorAddr(); ep != "" {
+		fmt.Fprintf(stdout, "mirroring endpoint on %s\n", ep)
+	}
 	log.Info("SQL Server simulator ready", "name", *name, "addr", addr.String(), "data", *data)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

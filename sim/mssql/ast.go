@@ -143,6 +143,7 @@ type (
 		Option   string // RECOVERY, SINGLE_USER, MULTI_USER, RESTRICTED_USER, OFFLINE, ONLINE, READ_ONLY, READ_WRITE
 		Value    string // FULL/SIMPLE/BULK_LOGGED for RECOVERY
 		Rollback bool   // WITH ROLLBACK IMMEDIATE
+		Addr     string // PARTNER/WITNESS = 'address'; SAFETY's FULL/OFF
 	}
 	stUse   struct{ DB string }
 	execArg struct {
@@ -151,6 +152,7 @@ type (
 		Output bool
 	}
 	stExec struct {
+		RC   string // EXEC @rc = proc: the variable receiving the return status
 		Proc objName
 		Args []execArg
 	}

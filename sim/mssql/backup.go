@@ -321,6 +321,9 @@ func (x *execCtx) backup(s *stBackup) error {
 	if err != nil {
 		return err
 	}
+	if err := x.in.shareCheck(path); err != nil {
+		return backupFailed(what, err)
+	}
 	d := x.in.db(name)
 	if d == nil {
 		return backupFailed(what, sqlErr(msgDBNotExists, name))
@@ -415,6 +418,14 @@ func (x *execCtx) backup(s *stBackup) error {
 		}
 		if s.Log && !s.Opts.CopyOnly {
 			// The entries are in the backup now.
+			// A mirrored principal keeps what the mirror has not
+			// hardened yet.
+			if mm := d.Mirror; mm != nil && mm.Role == "PRINCIPAL" && x.in.mir != nil {
+				x.in.mir.mu.Lock()
+				keep := x.in.mir.shipped[strings.ToLower(d.Name)]
+				x.in.mir.mu.Unlock()
+				return errors.Join(truncateLogTo(tx, d, min(keep, hdr.LastLSN)), putDB(tx, &nd))
+			}
 			if err := truncateLog(tx, d); err != nil {
 				return err
 			}
@@ -482,6 +493,9 @@ func (x *execCtx) readRestoreInput(s *stRestore) (*restoreInput, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := x.in.shareCheck(path); err != nil {
+		return nil, backupFailed(restoreWhat(s), err)
+	}
 	sets, err := readBackupSets(path, restoreWhat(s))
 	if err != nil {
 		return nil, err
@@ -524,6 +538,9 @@ func (x *execCtx) restore(s *stRestore, input *restoreInput) error {
 	name, err := x.stringArg(s.DB)
 	if err != nil {
 		return err
+	}
+	if d := x.in.db(name); d != nil && d.Mirror != nil {
+		return backupFailed(what, sqlErr(3104, d.Name))
 	}
 	if s.Disk == nil {
 		return x.recoverOnly(name, s, what)

@@ -49,6 +49,9 @@ type dbMeta struct {
 	// DataFile and LogFile are the physical file names (MOVE changes them).
 	DataFile string `json:"data_file"`
 	LogFile  string `json:"log_file"`
+	// Mirror is the database mirroring configuration, nil when not
+	// mirrored (mirror.go).
+	Mirror *mirrorMeta `json:"mirror,omitempty"`
 }
 
 // database is a database with its content.
@@ -72,6 +75,9 @@ func (d *database) recover(from tds.GUID) {
 func (d *database) readable() error {
 	switch d.State {
 	case stateRestoring:
+		if d.Mirror != nil && d.Mirror.Role == "MIRROR" {
+			return sqlErr(954, d.Name)
+		}
 		return sqlErr(msgDBRestoring, d.Name)
 	case stateOffline:
 		return sqlErr(msgDBOffline, d.Name)

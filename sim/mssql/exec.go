@@ -292,6 +292,7 @@ type execCtx struct {
 	params   map[string]any
 	vars     map[string]*variable // DECLAREd in the batch, by lower-case name
 	rowCount int64
+	lastRC   int32          // return status of the last EXEC
 	ops      []func() error // output produced under the lock, written after it
 }
 
@@ -374,6 +375,10 @@ func (x *execCtx) run(s stmt) error {
 		return nil
 	}
 	x.ops = x.ops[:0]
+	if st, ok := s.(*stAlterDB); ok && (st.Option == "PARTNER" || st.Option == "WITNESS") {
+		err := x.mirrorStmt(st)
+		return errors.Join(x.flushOps(), err)
+	}
 	var input *restoreInput
 	if st, ok := s.(*stRestore); ok && st.Disk != nil {
 		var err error
@@ -391,7 +396,10 @@ func (x *execCtx) run(s stmt) error {
 	default:
 		err = x.exec(s)
 	}
+	targets := x.in.mirrorTargets()
 	x.in.mu.Unlock()
+	// Safety FULL: the answer waits until the mirror hardened the log.
+	x.in.waitMirrors(x.ctx, targets)
 	return errors.Join(x.flushOps(), err)
 }
 
@@ -1575,6 +1583,9 @@ func (x *execCtx) dropDB(s *stDropDB) error {
 		if d.system() {
 			return sqlErr(3708, d.Name)
 		}
+		if d.Mirror != nil {
+			return sqlErr(3743, d.Name)
+		}
 		if strings.EqualFold(x.db, d.Name) || x.in.sessionsIn(x.sess, d.Name) > 0 {
 			return sqlErr(msgDropInUse, d.Name)
 		}
@@ -1603,6 +1614,9 @@ func (x *execCtx) alterDB(s *stAlterDB) error {
 	needExclusive := false
 	switch s.Option {
 	case "RECOVERY":
+		if d.Mirror != nil && s.Value != "FULL" {
+			return errors.Join(sqlErr(1468, d.Name), sqlErr(msgAlterDBFailed))
+		}
 		nd.Recovery = s.Value
 		if s.Value == "SIMPLE" {
 			nd.LogBackupLSN = 0

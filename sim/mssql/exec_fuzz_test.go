@@ -31,6 +31,15 @@ func FuzzInstance_Exec(f *testing.F) {
 		"SELECT CAST('2026-01-01' AS datetime2), CONVERT(int, '2') / 0",
 		"SELECT * FROM sys.master_files WHERE redo_start_lsn IS NULL",
 		"SELECT DB_NAME(DB_ID()), SERVERPROPERTY('Edition'), @@VERSION",
+		"EXEC master.dbo.sp_add_log_shipping_primary_database @database = N'mgc', @backup_directory = N'/nonexistent', @backup_share = N'x', @backup_job_name = N'LSBackup_mgc'",
+		"EXEC msdb.dbo.sp_add_jobschedule @job_name = N'LSBackup_mgc', @name = N's', @freq_type = 4, @freq_interval = 1, @freq_subday_type = 2, @freq_subday_interval = 1",
+		"EXEC msdb.dbo.sp_update_job @job_name = N'LSBackup_mgc', @enabled = 1; EXEC msdb.dbo.sp_start_job N'LSBackup_mgc'",
+		"EXEC master.dbo.xp_servicecontrol N'QUERYSTATE', N'SQLServerAgent'",
+		"EXEC sp_help_log_shipping_monitor; EXEC msdb.dbo.sp_help_job",
+		"SELECT j.name, a.start_execution_date FROM msdb.dbo.sysjobactivity a JOIN msdb.dbo.sysjobs j ON j.job_id = a.job_id",
+		"ALTER DATABASE mgc SET PARTNER = 'TCP://127.0.0.1:1'",
+		"ALTER DATABASE mgc SET PARTNER SAFETY OFF; ALTER DATABASE mgc SET WITNESS OFF",
+		"SELECT * FROM sys.database_mirroring WHERE mirroring_guid IS NOT NULL",
 	} {
 		f.Add(s)
 	}

@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatdr/chatdr/sim/mssql/tds"
@@ -42,6 +43,16 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Share is the backup share the instance's service account reaches
+	// (optional): fault injection can make it unreadable (share.go).
+	Share string
+	// MirrorListen is the address of the database mirroring endpoint
+	// ("127.0.0.1:0" picks a port; empty: no endpoint, so SET PARTNER
+	// fails with 1418 as without a CREATE ENDPOINT).
+	MirrorListen string
+	// AgentTick is how often SQL Server Agent looks for due jobs. Default
+	// 100 ms.
+	AgentTick time.Duration
 }
 
 // Instance is one simulated SQL Server. Its methods are safe for concurrent
@@ -59,6 +70,11 @@ type Instance struct {
 	srvs   []*tds.Server // every server started by Serve
 
 	faults faults
+
+	agent       *agent
+	sqlCache    sync.Map // internal statement text -> parsed []stmt (procs.go)
+	mir         *mirroring
+	shareDenied atomic.Bool
 }
 
 // Open opens (or creates) the instance whose state is in cfg.DataDir.
@@ -105,6 +121,15 @@ func Open(cfg Config) (*Instance, error) {
 	if err := in.ensureMsdb(); err != nil {
 		_ = st.close()
 		return nil, fmt.Errorf("%w: msdb history tables: %w", ErrStorage, err)
+	}
+	if err := in.openMirroring(); err != nil {
+		_ = st.close()
+		return nil, err
+	}
+	if err := in.openAgent(); err != nil {
+		in.closeMirroring()
+		_ = st.close()
+		return nil, fmt.Errorf("%w: SQL Server Agent: %w", ErrStorage, err)
 	}
 	return in, nil
 }
@@ -179,6 +204,8 @@ func (in *Instance) Close() error {
 	for _, srv := range srvs {
 		errs = append(errs, srv.Close())
 	}
+	in.closeAgent()
+	in.closeMirroring()
 	in.mu.Lock()
 	errs = append(errs, in.store.close())
 	in.mu.Unlock()

@@ -33,7 +33,9 @@ func TestMain(m *testing.M) {
 		fmt.Println("LISTENING", addr.String())
 		select {} // until killed
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	cleanupBench()
+	os.Exit(code)
 }
 
 func TestInstance_Kill9_keepsAcknowledgedRows(t *testing.T) {

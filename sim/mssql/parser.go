@@ -357,10 +357,12 @@ func (p *parser) statementBody(first bool) stmt {
 }
 
 func (p *parser) execBody() stmt {
+	var rc string
 	if p.peek().Kind == tVar && p.peekN(1).Kind == tOp && p.peekN(1).Text == "=" {
-		p.fail(p.peek()) // EXEC @rc = proc is not supported
+		rc = p.next().Text // EXEC @rc = proc
+		p.i++
 	}
-	e := &stExec{Proc: p.objName()}
+	e := &stExec{Proc: p.objName(), RC: rc}
 	if p.atStatementEnd() {
 		return e
 	}
@@ -863,6 +865,33 @@ func (p *parser) alterStmt() stmt {
 			default:
 				p.fail(p.peek())
 			}
+		}
+	case "PARTNER", "WITNESS":
+		// SET PARTNER = 'TCP://host:port' | FAILOVER | OFF | FORCE_SERVICE_ALLOW_DATA_LOSS
+		// | SAFETY FULL|OFF | RESUME | SUSPEND | TIMEOUT n; SET WITNESS = '…' | OFF.
+		if p.acceptOp("=") {
+			t := p.next()
+			if t.Kind != tString {
+				p.fail(t)
+			}
+			s.Value, s.Addr = "=", t.Text
+			break
+		}
+		v := p.word()
+		s.Value = v
+		switch {
+		case v == "OFF":
+		case opt == "PARTNER" && (v == "FAILOVER" || v == "FORCE_SERVICE_ALLOW_DATA_LOSS" || v == "RESUME" || v == "SUSPEND"):
+		case opt == "PARTNER" && v == "SAFETY":
+			w := p.word()
+			if w != "FULL" && w != "OFF" {
+				p.fail(p.toks[p.i-1])
+			}
+			s.Addr = w
+		case opt == "PARTNER" && v == "TIMEOUT":
+			p.intLit()
+		default:
+			p.fail(p.toks[p.i-1])
 		}
 	default:
 		p.fail(p.toks[p.i-1])

@@ -72,6 +72,12 @@ func FuzzParseBatch(f *testing.F) {
 	for _, s := range []string{
 		"SELECT TOP (3) id, body FROM dbo.messages WHERE room <> 'room0' ORDER BY id DESC",
 		"INSERT INTO dbo.messages (room, sender, body) OUTPUT INSERTED.id VALUES (@p1, @p2, @p3)",
+		"ALTER DATABASE mgc SET PARTNER = N'TCP://sqlpm.example:5022'",
+		"ALTER DATABASE mgc SET PARTNER FAILOVER; ALTER DATABASE mgc SET PARTNER OFF",
+		"ALTER DATABASE mgc SET PARTNER SAFETY FULL; ALTER DATABASE mgc SET PARTNER FORCE_SERVICE_ALLOW_DATA_LOSS",
+		"ALTER DATABASE mgc SET WITNESS = 'TCP://w:7022'; ALTER DATABASE mgc SET WITNESS OFF",
+		"EXEC msdb.dbo.sp_add_jobschedule @job_name = N'LSCopy_SQLP_mgc', @name = N's', @freq_type = 4, @freq_subday_type = 2, @freq_subday_interval = 10",
+		"EXEC master.dbo.xp_servicecontrol N'STOP', N'SQLServerAgent'",
 		"CREATE TABLE dbo.messages (id bigint IDENTITY(1,1) NOT NULL PRIMARY KEY, body nvarchar(max) DEFAULT N'x')",
 		"BACKUP DATABASE mgc TO DISK = N'c:\\x.bak' WITH INIT, FORMAT, COPY_ONLY, CHECKSUM, COMPRESSION, STATS = 5",
 		"RESTORE DATABASE mgc FROM DISK = N'x' WITH MOVE 'mgc' TO 'y', REPLACE, NORECOVERY",

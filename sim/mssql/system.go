@@ -164,6 +164,10 @@ func (x *execCtx) systemView(name, qual, dbName string) (*source, bool) {
 					status, s.HostName(), s.AppName(), cmd, s.LoginName()})
 			}
 		}
+		if a := in.agent; a != nil && a.running {
+			rows = append(rows, []any{int64(agentSessionID), int64(0), int64(0), int64(4), a.started.UTC(), a.started.UTC(),
+				"sleeping", in.machineName(), AgentProgramName, "AWAITING COMMAND", `NT SERVICE\SQLSERVERAGENT`})
+		}
 		return &source{sc: sc, rows: rows}, true
 	case "sysdatabases":
 		sc := newView(qual, []viewCol{{"name", typeSysname}, {"dbid", typeSmallInt}, {"crdate", typeDateTime}, {"filename", nvarchar(260)}})
@@ -172,6 +176,8 @@ func (x *execCtx) systemView(name, qual, dbName string) (*source, bool) {
 			rows = append(rows, []any{d.Name, int64(d.ID), d.Created, d.DataFile})
 		}
 		return &source{sc: sc, rows: rows}, true
+	case "database_mirroring":
+		return x.mirroringView(qual), true
 	case "dm_exec_sessions":
 		sc := newView(qual, []viewCol{
 			{"session_id", typeSmallInt}, {"login_time", typeDateTime}, {"host_name", typeSysname},
@@ -198,9 +204,19 @@ func (x *execCtx) systemView(name, qual, dbName string) (*source, bool) {
 					status, dbID, true, lastStart, s.LastRequestEnd().UTC()})
 			}
 		}
+		if a := in.agent; a != nil && a.running {
+			rows = append(rows, []any{int64(agentSessionID), a.started.UTC(), in.machineName(), AgentProgramName,
+				`NT SERVICE\SQLSERVERAGENT`, "sleeping", int64(4), true, a.started.UTC(), a.started.UTC()})
+		}
 		return &source{sc: sc, rows: rows}, true
 	}
 	return nil, false
+}
+
+// machineName is the host part of the server name.
+func (in *Instance) machineName() string {
+	m, _, _ := strings.Cut(in.cfg.Name, `\`)
+	return m
 }
 
 // procArg is an argument of a procedure call.
@@ -209,6 +225,7 @@ type procArg struct {
 	Value   any
 	Output  bool
 	Ordinal int
+	Var     string // EXEC …, @x = @v OUTPUT: the variable receiving the value
 }
 
 func (x *execCtx) execStmt(s *stExec) error {
@@ -225,9 +242,25 @@ func (x *execCtx) execStmt(s *stExec) error {
 				return err
 			}
 		}
-		args = append(args, procArg{Name: a.Name, Value: v, Output: a.Output, Ordinal: i})
+		pa := procArg{Name: a.Name, Value: v, Output: a.Output, Ordinal: i}
+		if vr, ok := a.E.(*exVar); ok && a.Output && !strings.HasPrefix(vr.Name, "@@") {
+			pa.Var = vr.Name
+		}
+		args = append(args, pa)
 	}
-	return x.proc(s.Proc.Raw, args, false)
+	if s.RC != "" {
+		if _, ok := x.vars[strings.ToLower(s.RC)]; !ok {
+			return sqlErr(msgMustDeclare, s.RC)
+		}
+	}
+	x.lastRC = 0
+	if err := x.proc(s.Proc.Raw, args, false); err != nil {
+		return err
+	}
+	if s.RC != "" {
+		return x.assign(s.RC, int64(x.lastRC))
+	}
+	return nil
 }
 
 // callProc runs a procedure called by name through RPC; the lock is taken
@@ -264,6 +297,9 @@ func (x *execCtx) proc(name string, args []procArg, byRPC bool) error {
 		}
 		cols, rows = x.spWho(short == "sp_who2", filter)
 	default:
+		if handled, err := x.sysProc(name, args, byRPC); handled {
+			return err
+		}
 		return sqlErr(msgProcNotFound, name)
 	}
 	if x.w == nil {
