@@ -56,6 +56,9 @@ test: lint check-generated windows ## all checks, then every test (race detector
 .PHONY: bench
 bench: ## benchmarks; figures are recorded in docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchtime 50x -benchmem ./controller/
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./sim/mssql/
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./plugins/mssql/
+	$(GO) test -run '^$$' -bench . -benchtime 500x ./e2e/
 
 .PHONY: demo
 demo: build ## start the two-site lab on 127.0.0.1 and show fleet status
