@@ -392,8 +392,10 @@ func TestPlugin_Execute_timeoutKillsTheShellAndItsChildren(t *testing.T) {
 	p := newWithConfig(Config{
 		PowerShell: []string{os.Args[0], "-Command"},
 		Identity:   "service:pchat01.contoso.com",
-		Timeout:    time.Second,
-		Env:        map[string]string{envHang: pidFile, "GORACE": goraceNoExitSleep()},
+		// Long enough for a race-built shell to start and record its pids
+		// on a loaded machine; the test then waits this long.
+		Timeout: 8 * time.Second,
+		Env:     map[string]string{envHang: pidFile, "GORACE": goraceNoExitSleep()},
 	}, "pc1.dc1.contoso.com")
 	start := time.Now()
 	_, err := exec1(t, p, actGetState, nil)

@@ -66,8 +66,8 @@ func TestMain(m *testing.M) {
 // SIGTERM (mode term), or until killed (mode ignore-term).
 func fakeService(mode string) int {
 	name := os.Getenv(envName)
-	event(name, "start")
 	if mode == "exit1" {
+		event(name, "start")
 		fmt.Fprintln(os.Stderr, "boom: cannot open the database")
 		return 1
 	}
@@ -77,6 +77,9 @@ func fakeService(mode string) int {
 	} else {
 		signal.Notify(sigs, syscall.SIGTERM)
 	}
+	// "start" is recorded once the signal handling is in place, so a test
+	// that waits for it knows how the service will take a SIGTERM.
+	event(name, "start")
 	hb := os.Getenv(envHeartbeat)
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
@@ -204,6 +207,19 @@ func (l *lab) killAll() {
 func (l *lab) heartbeat(name string) string { return filepath.Join(l.dir, name+".heartbeat") }
 
 // events returns the lines fake services appended to the events file.
+// waitEvents polls until at least n events were recorded and returns them.
+func (l *lab) waitEvents(t *testing.T, n int) []string {
+	t.Helper()
+	var evs []string
+	eventually(t, 20*time.Second, func() error {
+		if evs = l.events(); len(evs) < n {
+			return fmt.Errorf("%d events: %v", len(evs), evs)
+		}
+		return nil
+	})
+	return evs
+}
+
 func (l *lab) events() []string {
 	b, _ := os.ReadFile(filepath.Join(l.dir, "events"))
 	return strings.Fields(strings.ReplaceAll(strings.TrimSpace(string(b)), " ", "_"))

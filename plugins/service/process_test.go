@@ -233,7 +233,7 @@ func TestProcess_DependsOn_order(t *testing.T) {
 		require.True(t, procRunning(l.record(n).PID), n)
 	}
 	// Each fake service wrote "start NAME" when it began: A, then B, then C.
-	require.Equal(t, []string{"start_A", "start_B", "start_C"}, l.events())
+	require.Equal(t, []string{"start_A", "start_B", "start_C"}, l.waitEvents(t, 3))
 
 	// Starting C again changes nothing, not even its dependencies.
 	out = mustRun(t, p, "service.start", pluginsdk.Params{"name": "C"})
@@ -419,6 +419,7 @@ func TestProcess_Stop_resumesAnUnfinishedStop(t *testing.T) {
 	l.add("A", "ignore-term", func(sc *serviceConfig) { sc.StopGrace = cfgfile.Duration(200 * time.Millisecond) })
 	p := l.plugin()
 	pid := pidOf(mustRun(t, p, "service.start", pluginsdk.Params{"name": "A"}))
+	l.waitEvents(t, 1) // A ignores SIGTERM from here on
 	require.NoError(t, p.Close())
 	rec := l.record("A")
 	rec.StopRequested = true
