@@ -253,6 +253,11 @@ func TestLab_disasterFailover_throughAgents(t *testing.T) {
 	}))
 	bm.twice("t/bm/failback", "mssql.mirror.failover", map[string]any{"database": "mgc"})
 	sqlB.twice("t/mremove", "mssql.mirror.remove", map[string]any{"database": "mgc"})
+	// Uninstall-CsMirrorDatabase on a database no longer mirrored succeeds and changes nothing.
+	shell.ok("t/uninstall", "csshell.cs.uninstall_mirror", map[string]any{"sql_server_fqdn": topo.SQL.Backup.FQDN})
+	require.Equal(t, false, sqlB.ok("t/mstatus/after", "mssql.mirror.status", map[string]any{"database": "mgc"})["mirrored"])
+	svc := pc5.ok("t/winsvc", "csshell.cs.windows_service", map[string]any{"operation": "status"})
+	require.NotEmpty(t, svc["services"], "%v", svc)
 	require.Equal(t, "ONLINE", sqlB.ok("t/final", "mssql.db.state", map[string]any{"database": "mgc"})["state"])
 	require.Equal(t, "RESTORING", bm.ok("t/bm/final", "mssql.db.state", map[string]any{"database": "mgc"})["state"], "the old mirror stays RESTORING")
 

@@ -284,3 +284,40 @@ func s2rows(db *sql.DB, query string, args ...any) (map[string]any, error) {
 	}
 	return out, nil
 }
+
+func TestPlugin_restore_pending_stopsAtCorruptFile(t *testing.T) {
+	root := t.TempDir()
+	primary := startServer(t, "SQL1", root)
+	backup := startServer(t, "SQL3", root)
+	primary.exec(t, "CREATE DATABASE mgc")
+	primary.exec(t, "CREATE TABLE mgc.dbo.messages (id bigint IDENTITY(1,1), room nvarchar(100), sender nvarchar(100), body nvarchar(max))")
+	full := filepath.Join(root, "full.bak")
+	primary.must(t, "db.backup_full", pluginsdk.Params{"database": "mgc", "path": full})
+	backup.must(t, "db.restore_full", pluginsdk.Params{"database": "mgc", "path": full, "recovery": "norecovery"})
+	base := time.Date(2026, 11, 29, 5, 0, 0, 0, time.UTC)
+	var files []string
+	for i := 0; i < 3; i++ {
+		insert(t, primary, 2)
+		f := filepath.Join(root, "mgc_"+base.Add(time.Duration(i)*time.Minute).Format("20060102150405")+".trn")
+		primary.exec(t, "BACKUP LOG mgc TO DISK = @p1 WITH INIT", f)
+		files = append(files, f)
+	}
+	// The middle file is damaged on the share: one byte flipped.
+	b, err := os.ReadFile(files[1])
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0xFF
+	require.NoError(t, os.WriteFile(files[1], b, 0o644))
+
+	out := backup.must(t, "ls.restore_pending", pluginsdk.Params{"database": "mgc", "dir": root})
+	require.Equal(t, []any{filepath.Base(files[0])}, out["applied"], "%v", out)
+	require.Equal(t, false, out["complete"])
+	reasons := map[string]string{}
+	for _, u := range out["unapplied"].([]any) {
+		m := u.(map[string]any)
+		reasons[m["file"].(string)] = m["reason"].(string)
+	}
+	require.Contains(t, reasons[filepath.Base(files[1])], "unreadable", "the damaged file is reported as such")
+	require.Contains(t, reasons[filepath.Base(files[2])], "gap in the log chain", "nothing is applied past it")
+	st := backup.must(t, "db.state", pluginsdk.Params{"database": "mgc"})
+	require.Equal(t, "RESTORING", st["state"])
+}
