@@ -11,17 +11,14 @@ package journal
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chatdr/chatdr/internal/boltfile"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
 
@@ -31,7 +28,7 @@ const FileName = "journal.db"
 var bucketExec = []byte("executions")
 
 // ErrLocked means another agent holds the journal open.
-var ErrLocked = errors.New("the journal is in use by another process")
+var ErrLocked = boltfile.ErrLocked
 
 // Journal is the durable execution record. Safe for concurrent use.
 type Journal struct {
@@ -42,16 +39,9 @@ type Journal struct {
 // execution left running by a previous agent process as interrupted, and
 // returns how many it marked.
 func Open(stateDir string) (*Journal, int, error) {
-	if err := os.MkdirAll(stateDir, 0o750); err != nil {
-		return nil, 0, fmt.Errorf("create state directory: %w", err)
-	}
-	path := filepath.Join(stateDir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := boltfile.Open(stateDir, FileName, "chatdr-agent", 2*time.Second, bucketExec)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, 0, fmt.Errorf("%w: %s (is another chatdr-agent running with this state directory?)", ErrLocked, path)
-		}
-		return nil, 0, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, 0, err
 	}
 	j := &Journal{db: db}
 	n, err := j.interruptRunning()

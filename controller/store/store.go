@@ -4,14 +4,12 @@ package store
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
-	bolterrors "go.etcd.io/bbolt/errors"
+
+	"github.com/chatdr/chatdr/internal/boltfile"
 )
 
 // FileName is the store's file inside the state directory.
@@ -20,7 +18,7 @@ const FileName = "controller.db"
 var bucketAgents = []byte("agents")
 
 // ErrLocked means another process holds the store open.
-var ErrLocked = errors.New("the store is in use by another process")
+var ErrLocked = boltfile.ErrLocked
 
 // Store is the controller's bbolt database.
 type Store struct {
@@ -30,23 +28,9 @@ type Store struct {
 // Open opens (creating if needed) the store in stateDir. It fails with
 // ErrLocked within lockWait when another controller holds it.
 func Open(stateDir string, lockWait time.Duration) (*Store, error) {
-	if err := os.MkdirAll(stateDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create state directory: %w", err)
-	}
-	path := filepath.Join(stateDir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+	db, err := boltfile.Open(stateDir, FileName, "chatdr-controller", lockWait, bucketAgents)
 	if err != nil {
-		if errors.Is(err, bolterrors.ErrTimeout) {
-			return nil, fmt.Errorf("%w: %s (is another chatdr-controller running with this state directory?)", ErrLocked, path)
-		}
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketAgents)
-		return err
-	}); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("initialise store %s: %w", path, err)
+		return nil, err
 	}
 	return &Store{db: db}, nil
 }
