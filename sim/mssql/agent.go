@@ -463,8 +463,9 @@ func (x *execCtx) addSchedule(c *procCall, name string) (int64, error) {
 		if subType != 1 && subInterval < 1 {
 			return 0, sqlErr(14266, "@freq_subday_interval", "1..")
 		}
-		// SQL Server 2014 refuses schedules of less than 10 seconds; the
-		// simulator accepts them (tests run 1-2 s schedules).
+		// SQL Server's documentation says a seconds interval "should be
+		// longer than 10 seconds" (the SSMS dialog enforces it); shorter
+		// ones are accepted here (tests run 1-2 s schedules).
 	}
 	now := in.cfg.Now()
 	uid := newGUID()

@@ -25,6 +25,14 @@ var stepCommand = regexp.MustCompile(`(?i)-(backup|copy|restore)\s+([0-9a-f-]{36
 // jobHistoryMaxRows is how many sysjobhistory rows are kept.
 const jobHistoryMaxRows = 1000
 
+// lsHistorySessions is how many sessions of each log-shipping agent the
+// monitor history keeps; lsHistoryRetention is the default
+// history_retention_period (14420 minutes).
+const (
+	lsHistorySessions  = 500
+	lsHistoryRetention = 14420 * time.Minute
+)
+
 // LS agent types in log_shipping_monitor_history_detail.
 const (
 	lsAgentBackup  = 0
@@ -188,8 +196,16 @@ func (in *Instance) lsLog(agentID tds.GUID, agentType int, db string, status int
 		return
 	}
 	session := asInt(rows[0][0]) + 1
-	if status == 1 {
-		session-- // same session as its start
+	if status != 0 {
+		session-- // the session its start opened
+	} else {
+		// History retention: SQL Server deletes rows older than
+		// history_retention_period; the simulator also keeps only the last
+		// lsHistorySessions sessions of each agent.
+		for _, tbl := range []string{"log_shipping_monitor_history_detail", "log_shipping_monitor_error_detail"} {
+			_, _ = in.q(`DELETE FROM dbo.`+tbl+` WHERE agent_id = @a AND agent_type = @t AND (session_id <= @cut OR log_time_utc < @old)`,
+				"@a", agentID, "@t", int64(agentType), "@cut", session-lsHistorySessions, "@old", now.UTC().Add(-lsHistoryRetention))
+		}
 	}
 	_, _ = in.q(`INSERT INTO dbo.log_shipping_monitor_history_detail (agent_id, agent_type, session_id, database_name, session_status,
 		log_time, log_time_utc, message) VALUES (@a, @t, @s, @d, @st, @now, @utc, @m)`,

@@ -504,3 +504,26 @@ SELECT @SP_Add_RetCode AS rc, CAST(@LS_BackupJobId AS nvarchar(36)) AS job`
 	require.EqualValues(t, 1, queryInt(t, db, "SELECT COUNT(*) FROM msdb.dbo.log_shipping_primary_databases"))
 	require.EqualValues(t, 1, queryInt(t, db, "SELECT COUNT(*) FROM msdb.dbo.log_shipping_primary_secondaries"))
 }
+
+// TestLogShipping_standbyDisconnectsUsers: with restore_mode 1 and
+// disconnect_users 1 the restore job ends the sessions in the secondary
+// database that would block RESTORE (3101).
+func TestLogShipping_standbyDisconnectsUsers(t *testing.T) {
+	lp := setupLogShipping(t, true)
+	rpc(t, lp.sdb, "master.dbo.sp_change_log_shipping_secondary_database", sql.Named("secondary_database", "mgc"), sql.Named("disconnect_users", 1))
+	require.True(t, queryInt(t, lp.sdb, "SELECT CAST(disconnect_users AS int) FROM msdb.dbo.log_shipping_secondary_databases") == 1)
+	reader := lp.s.connect(t, "mgc")
+	conn, err := reader.Conn(t.Context())
+	require.NoError(t, err)
+	defer conn.Close()
+	var n int64
+	require.NoError(t, conn.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM dbo.messages").Scan(&n))
+	require.EqualValues(t, 1, n)
+	exec(t, lp.pdb, "INSERT INTO mgc.dbo.messages (room, sender, body) VALUES ('r', 'a', 'x')")
+	eventually(t, 15*time.Second, "2 rows on the secondary", func() bool {
+		return queryInt(t, lp.sdb, "SELECT COUNT(*) FROM mgc.dbo.messages") == 2
+	})
+	// The reader's session was ended.
+	err = conn.QueryRowContext(t.Context(), "SELECT COUNT(*) FROM dbo.messages").Scan(&n)
+	require.Error(t, err)
+}

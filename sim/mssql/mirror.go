@@ -44,8 +44,11 @@ type mirrorMeta struct {
 	Witness         string   `json:"witness,omitempty"`
 	State           string   `json:"state"` // SYNCHRONIZED, SYNCHRONIZING, DISCONNECTED, SUSPENDED
 	FailoverLSN     uint64   `json:"failover_lsn,omitempty"`
-	RoleSeq         int64    `json:"role_seq"`
-	SafetySeq       int64    `json:"safety_seq"`
+	// Suspended is set by SET PARTNER SUSPEND (either side) until RESUME:
+	// nothing is shipped, the state stays SUSPENDED.
+	Suspended bool  `json:"suspended,omitempty"`
+	RoleSeq   int64 `json:"role_seq"`
+	SafetySeq int64 `json:"safety_seq"`
 }
 
 func (m *mirrorMeta) clone() *mirrorMeta {
@@ -261,6 +264,9 @@ func (in *Instance) handleMirror(msg mirrorMsg) mirrorReply {
 	}
 	switch msg.Op {
 	case "ping":
+		if mm.Suspended {
+			return mirrorReply{OK: true, Instance: in.cfg.Name, LSN: d.LSN, Role: mm.Role}
+		}
 		if mm.Role == "MIRROR" {
 			if msg.LSN == d.LSN {
 				mm.State = "SYNCHRONIZED"
@@ -306,12 +312,18 @@ func (in *Instance) handleMirror(msg mirrorMsg) mirrorReply {
 			return replyErr(&tds.Error{Number: 50000, Class: 16, State: 1, Message: err.Error()})
 		}
 		return mirrorReply{OK: true}
-	case "safety", "witness":
+	case "safety", "witness", "suspend", "resume":
 		nm := mm.clone()
-		if msg.Op == "safety" {
+		switch msg.Op {
+		case "safety":
 			nm.Safety, nm.SafetySeq = msg.Value, mm.SafetySeq+1
-		} else {
+		case "witness":
 			nm.Witness = msg.Value
+		case "suspend":
+			nm.Suspended, nm.State = true, "SUSPENDED"
+		case "resume":
+			nm.Suspended, nm.State = false, "SYNCHRONIZING"
+			defer in.kickShipper()
 		}
 		if err := in.setMirror(d, nm); err != nil {
 			return replyErr(&tds.Error{Number: 50000, Class: 16, State: 1, Message: err.Error()})
@@ -677,7 +689,7 @@ func (in *Instance) shipOnce(heartbeat bool) {
 	var work []shipWork
 	for _, d := range in.dbs {
 		mm := d.Mirror
-		if mm == nil || mm.GUID == (tds.GUID{}) {
+		if mm == nil || mm.GUID == (tds.GUID{}) || mm.Suspended {
 			continue
 		}
 		key := strings.ToLower(d.Name)
@@ -705,7 +717,7 @@ func (in *Instance) shipOnce(heartbeat bool) {
 		key := strings.ToLower(w.db)
 		in.mu.Lock()
 		d := in.db(w.db)
-		if d == nil || d.Mirror == nil || d.Mirror.GUID != w.msg.GUID {
+		if d == nil || d.Mirror == nil || d.Mirror.GUID != w.msg.GUID || d.Mirror.Suspended {
 			in.mu.Unlock()
 			continue
 		}
@@ -886,7 +898,12 @@ func (x *execCtx) mirrorStmt(s *stAlterDB) error {
 		in.setShipped(d.Name, 0)
 		x.done(0, 0, false)
 		return nil
-	case "RESUME", "SUSPEND", "TIMEOUT":
+	case "SUSPEND", "RESUME":
+		if mm == nil {
+			return fail(sqlErr(1416, d.Name))
+		}
+		return x.mirrorUpdate(d.Name, mm, strings.ToLower(s.Value), "")
+	case "TIMEOUT":
 		if mm == nil {
 			return fail(sqlErr(1416, d.Name))
 		}
@@ -913,10 +930,17 @@ func (x *execCtx) mirrorUpdate(name string, mm *mirrorMeta, op, value string) er
 		return errors.Join(sqlErr(1416, name), sqlErr(msgAlterDBFailed))
 	}
 	nm := d.Mirror.clone()
-	if op == "safety" {
+	switch op {
+	case "safety":
 		nm.Safety, nm.SafetySeq = value, nm.SafetySeq+1
-	} else {
+	case "witness":
 		nm.Witness = value
+	case "suspend":
+		nm.Suspended, nm.State = true, "SUSPENDED"
+	case "resume":
+		nm.Suspended, nm.State = false, "SYNCHRONIZING"
+		in.setShipped(d.Name, 0) // learn the mirror's LSN again
+		in.kickShipper()
 	}
 	if err := in.setMirror(d, nm); err != nil {
 		return err

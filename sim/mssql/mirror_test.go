@@ -129,6 +129,24 @@ func TestMirroring_establishShipFailoverOffRestart(t *testing.T) {
 	mi, _ = mp.m.in.Database("mgc")
 	require.Equal(t, mi.LSN, pi.LSN)
 
+	// SUSPEND stops shipping on both sides until RESUME.
+	exec(t, mp.pdb, "ALTER DATABASE mgc SET PARTNER SUSPEND")
+	require.Equal(t, "SUSPENDED", readMirroring(t, mp.mdb, "mgc").state.String)
+	require.Equal(t, "SUSPENDED", readMirroring(t, mp.pdb, "mgc").state.String)
+	exec(t, mp.mdb, "INSERT INTO mgc.dbo.messages (room, sender, body) VALUES ('r', 'a', 'while suspended')")
+	pi, _ = mp.p.in.Database("mgc")
+	mi, _ = mp.m.in.Database("mgc")
+	require.Less(t, pi.LSN, mi.LSN)
+	_, err = mp.mdb.ExecContext(t.Context(), "ALTER DATABASE mgc SET PARTNER FAILOVER")
+	require.EqualValues(t, 1422, sqlError(t, err).All[0].Number)
+	exec(t, mp.mdb, "ALTER DATABASE mgc SET PARTNER RESUME")
+	waitState(t, mp.mdb, "PRINCIPAL", "SYNCHRONIZED")
+	eventually(t, 10*time.Second, "the mirror to catch up", func() bool {
+		pi, _ := mp.p.in.Database("mgc")
+		mi, _ := mp.m.in.Database("mgc")
+		return pi.LSN == mi.LSN
+	})
+
 	// SAFETY and WITNESS are stored and shown on both partners.
 	exec(t, mp.mdb, "ALTER DATABASE mgc SET WITNESS = N'TCP://witness.example:7022'")
 	require.Equal(t, "TCP://witness.example:7022", readMirroring(t, mp.pdb, "mgc").witness.String)
@@ -146,7 +164,7 @@ func TestMirroring_establishShipFailoverOffRestart(t *testing.T) {
 	_, err = mp.pdb.ExecContext(t.Context(), "SELECT COUNT(*) FROM mgc.dbo.messages")
 	require.EqualValues(t, 927, sqlError(t, err).Number)
 	exec(t, mp.pdb, "RESTORE DATABASE mgc WITH RECOVERY")
-	require.EqualValues(t, 13, queryInt(t, mp.pdb, "SELECT COUNT(*) FROM mgc.dbo.messages"))
+	require.EqualValues(t, 14, queryInt(t, mp.pdb, "SELECT COUNT(*) FROM mgc.dbo.messages"))
 	_, err = mp.pdb.ExecContext(t.Context(), "ALTER DATABASE mgc SET PARTNER OFF")
 	require.EqualValues(t, 5069, sqlError(t, err).Number)
 	require.EqualValues(t, 1416, sqlError(t, err).All[0].Number)

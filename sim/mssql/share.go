@@ -20,8 +20,14 @@ func (in *Instance) underShare(path string) bool {
 	if in.cfg.Share == "" {
 		return false
 	}
-	share := filepath.Clean(in.cfg.Share)
-	p := filepath.Clean(path)
+	share, err := filepath.Abs(in.cfg.Share)
+	if err != nil {
+		return false
+	}
+	p, err := filepath.Abs(path)
+	if err != nil {
+		return false
+	}
 	if strings.EqualFold(p, share) {
 		return true
 	}
