@@ -69,9 +69,17 @@ func describeFact(f *agentv1.Fact) []string {
 		for _, d := range list("databases") {
 			switch s(d, "role") {
 			case "primary":
+				if s(d, "last_backup_file") == "" {
+					out = append(out, fmt.Sprintf("log shipping %s: primary, no log backup yet", s(d, "database")))
+					continue
+				}
 				out = append(out, fmt.Sprintf("log shipping %s: primary, last backup %s at %s", s(d, "database"), base(s(d, "last_backup_file")), s(d, "last_backup_time")))
 			case "secondary":
-				line := fmt.Sprintf("log shipping %s: secondary, last restored %s (latency %s min)", s(d, "database"), base(s(d, "last_restored_file")), s(d, "last_restored_latency_minutes"))
+				restored := "nothing restored yet"
+				if f := s(d, "last_restored_file"); f != "" {
+					restored = fmt.Sprintf("last restored %s (latency %s min)", base(f), s(d, "last_restored_latency_minutes"))
+				}
+				line := fmt.Sprintf("log shipping %s: secondary, %s", s(d, "database"), restored)
 				if w, ok := d["files_waiting"].(float64); ok {
 					line += fmt.Sprintf(", %d files waiting", int(w))
 				}
