@@ -109,6 +109,8 @@ func (g *globals) rpcErr(err error) error {
 		return &ExitError{Code: ExitUnreachable, Err: fmt.Errorf("not authorized: %s", st.Message())}
 	case codes.InvalidArgument, codes.NotFound:
 		return &ExitError{Code: ExitUsage, Err: errors.New(st.Message())}
+	case codes.FailedPrecondition:
+		return failed(fmt.Errorf("refused: %s", st.Message()))
 	default:
 		return failed(errors.New(st.Message()))
 	}

@@ -95,6 +95,7 @@ Environment:
 		newCertsCommand(g),
 		newVersionCommand(g),
 		newLabCommand(g),
+		newPlanCommand(g),
 	)
 	return root
 }

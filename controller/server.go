@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/chatdr/chatdr/controller/fleet"
+	"github.com/chatdr/chatdr/controller/plan"
 	"github.com/chatdr/chatdr/controller/store"
 	"github.com/chatdr/chatdr/controller/topology"
 	"github.com/chatdr/chatdr/internal/authz"
@@ -36,6 +38,7 @@ var readers = []pki.Role{pki.RoleViewer, pki.RoleOperator, pki.RoleApprover, pki
 var policy = authz.Policy{
 	controllerv1.ControllerService_GetFleetStatus_FullMethodName: readers,
 	controllerv1.ControllerService_ReloadTopology_FullMethodName: {pki.RoleAdmin},
+	controllerv1.ControllerService_BuildPlan_FullMethodName:      readers,
 }
 
 // Server implements ControllerService.
@@ -251,4 +254,50 @@ func newMetrics() *metrics {
 	}
 	reg.MustRegister(m.fleetLatency, m.reachable)
 	return m
+}
+
+// planKinds maps the API's plan kinds to the builders'.
+var planKinds = map[controllerv1.PlanKind]plan.Kind{
+	controllerv1.PlanKind_PLAN_KIND_FAILOVER_PLANNED:  plan.FailoverPlanned,
+	controllerv1.PlanKind_PLAN_KIND_FAILOVER_DISASTER: plan.FailoverDisaster,
+	controllerv1.PlanKind_PLAN_KIND_FAILBACK:          plan.Failback,
+}
+
+// BuildPlan implements ControllerService.
+func (s *Server) BuildPlan(ctx context.Context, req *controllerv1.BuildPlanRequest) (*controllerv1.BuildPlanResponse, error) {
+	kind, ok := planKinds[req.GetKind()]
+	if !ok {
+		return nil, status.Error(codes.InvalidArgument, "kind must be failover-planned, failover-disaster or failback")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	topo := s.topo
+	if !strings.EqualFold(req.GetPool(), topo.Pool) {
+		return nil, status.Errorf(codes.NotFound, "pool %q is not in the topology; this controller manages %s", req.GetPool(), topo.Pool)
+	}
+	statuses, err := s.fleet.Status(ctx, "", time.Duration(s.cfg.Fleet.AgentTimeout), true)
+	if statuses == nil && err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	facts, said := planFacts(topo, statuses)
+	p, err := plan.Build(topo, facts, plan.Request{
+		Kind: kind, Pool: topo.Pool, Now: time.Now().UTC(),
+		Options: plan.Options{SkipMirroring: req.GetSkipMirroring()},
+		Force:   plan.Force{SplitBrain: req.GetForceSplitBrain(), PoolState: req.GetForcePoolState(), Reason: req.GetForceReason()},
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, plan.ErrUnknownPool):
+			return nil, status.Error(codes.NotFound, err.Error())
+		case errors.Is(err, plan.ErrBadRequest):
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		default:
+			return nil, status.Error(codes.FailedPrecondition, err.Error())
+		}
+	}
+	pp, err := planToProto(p)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode plan: %v", err)
+	}
+	return &controllerv1.BuildPlanResponse{Plan: pp, Table: p.Table(), Facts: said}, nil
 }

@@ -168,6 +168,23 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Regexp(t, `pc5\.dc2\.chatdr\.lab\n  pool state: Normal \(this server's local store: Normal\)\n  active servers: pc1\.dc1\.chatdr\.lab, pc2\.dc1\.chatdr\.lab, pc3\.dc1\.chatdr\.lab, pc4\.dc1\.chatdr\.lab\n  service RTCCHAT: running`, r.stdout)
 
+	// The dry run: plans are built from what the agents report, refused
+	// when the pool state says they do not apply.
+	viewerEnv := append(env, "CHATDR_IDENTITY=viewer")
+	r = chatdr(t, viewerEnv, "plan", "failover", "--pool", lab.Pool, "--mode", "planned")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "mgc on sql1.dc1.chatdr.lab: ONLINE, writable")
+	require.Regexp(t, `F0a-tail-log-backup-mgc\s+sql1\.dc1\.chatdr\.lab\s+mssql\.db\.tail_log_backup`, r.stdout)
+	require.Regexp(t, `F4b-recover-mgc\s+sql1\.dc2\.chatdr\.lab\s+mssql\.db\.recover`, r.stdout)
+	r = chatdr(t, viewerEnv, "plan", "failback", "--pool", lab.Pool)
+	require.Equal(t, 1, r.code, r.stdout)
+	require.Contains(t, r.stderr, "refused")
+	r = chatdr(t, viewerEnv, "plan", "failover", "--pool", "other.example.com", "--mode", "planned")
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, `pool "other.example.com" is not in the topology`)
+	r = chatdr(t, viewerEnv, "plan", "failover", "--pool", lab.Pool, "--mode", "sideways")
+	require.Equal(t, 2, r.code)
+
 	// Kill one agent: it is reported unreachable, the eleven others are not.
 	victim := "pc3.dc1.chatdr.lab"
 	killed, err := lab.Kill(dir, victim)

@@ -11,6 +11,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -23,6 +24,620 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// PlanKind is what a plan does.
+type PlanKind int32
+
+const (
+	// Not set.
+	PlanKind_PLAN_KIND_UNSPECIFIED PlanKind = 0
+	// Failover with the primary site healthy: zero data loss, proven by LSN.
+	PlanKind_PLAN_KIND_FAILOVER_PLANNED PlanKind = 1
+	// Failover after the loss of the primary site.
+	PlanKind_PLAN_KIND_FAILOVER_DISASTER PlanKind = 2
+	// Failback to the rebuilt primary site.
+	PlanKind_PLAN_KIND_FAILBACK PlanKind = 3
+)
+
+// Enum value maps for PlanKind.
+var (
+	PlanKind_name = map[int32]string{
+		0: "PLAN_KIND_UNSPECIFIED",
+		1: "PLAN_KIND_FAILOVER_PLANNED",
+		2: "PLAN_KIND_FAILOVER_DISASTER",
+		3: "PLAN_KIND_FAILBACK",
+	}
+	PlanKind_value = map[string]int32{
+		"PLAN_KIND_UNSPECIFIED":       0,
+		"PLAN_KIND_FAILOVER_PLANNED":  1,
+		"PLAN_KIND_FAILOVER_DISASTER": 2,
+		"PLAN_KIND_FAILBACK":          3,
+	}
+)
+
+func (x PlanKind) Enum() *PlanKind {
+	p := new(PlanKind)
+	*p = x
+	return p
+}
+
+func (x PlanKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PlanKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_chatdr_controller_v1_controller_proto_enumTypes[0].Descriptor()
+}
+
+func (PlanKind) Type() protoreflect.EnumType {
+	return &file_chatdr_controller_v1_controller_proto_enumTypes[0]
+}
+
+func (x PlanKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PlanKind.Descriptor instead.
+func (PlanKind) EnumDescriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
+// BuildPlanRequest names the pool and the kind of plan.
+type BuildPlanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool FQDN; must be the topology's.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Kind of plan.
+	Kind PlanKind `protobuf:"varint,2,opt,name=kind,proto3,enum=chatdr.controller.v1.PlanKind" json:"kind,omitempty"`
+	// Do not re-create database mirroring in the new site.
+	SkipMirroring bool `protobuf:"varint,3,opt,name=skip_mirroring,json=skipMirroring,proto3" json:"skip_mirroring,omitempty"`
+	// Force past a split-brain refusal (the backup already writable while
+	// the primary is too); needs force_reason.
+	ForceSplitBrain bool `protobuf:"varint,4,opt,name=force_split_brain,json=forceSplitBrain,proto3" json:"force_split_brain,omitempty"`
+	// Force past a pool-state refusal; needs force_reason.
+	ForcePoolState bool `protobuf:"varint,5,opt,name=force_pool_state,json=forcePoolState,proto3" json:"force_pool_state,omitempty"`
+	// Why the operator forces; recorded in the plan.
+	ForceReason   string `protobuf:"bytes,6,opt,name=force_reason,json=forceReason,proto3" json:"force_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildPlanRequest) Reset() {
+	*x = BuildPlanRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildPlanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildPlanRequest) ProtoMessage() {}
+
+func (x *BuildPlanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildPlanRequest.ProtoReflect.Descriptor instead.
+func (*BuildPlanRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *BuildPlanRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *BuildPlanRequest) GetKind() PlanKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanKind_PLAN_KIND_UNSPECIFIED
+}
+
+func (x *BuildPlanRequest) GetSkipMirroring() bool {
+	if x != nil {
+		return x.SkipMirroring
+	}
+	return false
+}
+
+func (x *BuildPlanRequest) GetForceSplitBrain() bool {
+	if x != nil {
+		return x.ForceSplitBrain
+	}
+	return false
+}
+
+func (x *BuildPlanRequest) GetForcePoolState() bool {
+	if x != nil {
+		return x.ForcePoolState
+	}
+	return false
+}
+
+func (x *BuildPlanRequest) GetForceReason() string {
+	if x != nil {
+		return x.ForceReason
+	}
+	return ""
+}
+
+// BuildPlanResponse is the plan and what it was built from.
+type BuildPlanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The plan.
+	Plan *Plan `protobuf:"bytes,1,opt,name=plan,proto3" json:"plan,omitempty"`
+	// The plan rendered as a table, as chatdr prints it.
+	Table string `protobuf:"bytes,2,opt,name=table,proto3" json:"table,omitempty"`
+	// The facts the plan was built from, one sentence each.
+	Facts         []string `protobuf:"bytes,3,rep,name=facts,proto3" json:"facts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BuildPlanResponse) Reset() {
+	*x = BuildPlanResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BuildPlanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BuildPlanResponse) ProtoMessage() {}
+
+func (x *BuildPlanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BuildPlanResponse.ProtoReflect.Descriptor instead.
+func (*BuildPlanResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BuildPlanResponse) GetPlan() *Plan {
+	if x != nil {
+		return x.Plan
+	}
+	return nil
+}
+
+func (x *BuildPlanResponse) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *BuildPlanResponse) GetFacts() []string {
+	if x != nil {
+		return x.Facts
+	}
+	return nil
+}
+
+// Plan is an ordered list of groups; the steps of a group run in parallel
+// and a group starts when the previous one succeeded.
+type Plan struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Kind of plan.
+	Kind PlanKind `protobuf:"varint,1,opt,name=kind,proto3,enum=chatdr.controller.v1.PlanKind" json:"kind,omitempty"`
+	// Pool FQDN.
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// The groups, in order.
+	Groups []*PlanGroup `protobuf:"bytes,3,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Notes for the operator.
+	Notes         []string `protobuf:"bytes,4,rep,name=notes,proto3" json:"notes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Plan) Reset() {
+	*x = Plan{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Plan) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Plan) ProtoMessage() {}
+
+func (x *Plan) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Plan.ProtoReflect.Descriptor instead.
+func (*Plan) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Plan) GetKind() PlanKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanKind_PLAN_KIND_UNSPECIFIED
+}
+
+func (x *Plan) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Plan) GetGroups() []*PlanGroup {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Plan) GetNotes() []string {
+	if x != nil {
+		return x.Notes
+	}
+	return nil
+}
+
+// PlanGroup is a set of steps that run in parallel.
+type PlanGroup struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name of the group.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The steps.
+	Steps         []*PlanStep `protobuf:"bytes,2,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanGroup) Reset() {
+	*x = PlanGroup{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanGroup) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanGroup) ProtoMessage() {}
+
+func (x *PlanGroup) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanGroup.ProtoReflect.Descriptor instead.
+func (*PlanGroup) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *PlanGroup) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlanGroup) GetSteps() []*PlanStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+// PlanStep is one action on one host.
+type PlanStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable step identifier.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Agent host FQDN.
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// Plugin action.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// Action parameters.
+	Params *structpb.Struct `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
+	// Timeout of one attempt.
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Attempts allowed for retryable errors.
+	MaxAttempts int32 `protobuf:"varint,6,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// First backoff between attempts; doubles up to max_backoff.
+	Backoff *durationpb.Duration `protobuf:"bytes,7,opt,name=backoff,proto3" json:"backoff,omitempty"`
+	// Longest backoff.
+	MaxBackoff *durationpb.Duration `protobuf:"bytes,8,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
+	// The step waits for approval (when: always or data_loss).
+	ApprovalRequired bool `protobuf:"varint,9,opt,name=approval_required,json=approvalRequired,proto3" json:"approval_required,omitempty"`
+	// When approval is needed: always, or data_loss (a non-zero data-loss window).
+	ApprovalWhen string `protobuf:"bytes,10,opt,name=approval_when,json=approvalWhen,proto3" json:"approval_when,omitempty"`
+	// Distinct approvers needed.
+	Approvers int32 `protobuf:"varint,11,opt,name=approvers,proto3" json:"approvers,omitempty"`
+	// The action can lose data or cannot be undone.
+	Destructive bool `protobuf:"varint,12,opt,name=destructive,proto3" json:"destructive,omitempty"`
+	// Skipped when its host cannot be reached.
+	BestEffort bool `protobuf:"varint,13,opt,name=best_effort,json=bestEffort,proto3" json:"best_effort,omitempty"`
+	// The procedure step it implements.
+	Reason string `protobuf:"bytes,14,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Output fields that must be equal after the action.
+	Expect *structpb.Struct `protobuf:"bytes,15,opt,name=expect,proto3" json:"expect,omitempty"`
+	// Output fields that must equal an earlier step's output (step.field).
+	ExpectFrom map[string]string `protobuf:"bytes,16,rep,name=expect_from,json=expectFrom,proto3" json:"expect_from,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Conditions re-checked right before the step runs.
+	Guards []*PlanGuard `protobuf:"bytes,17,rep,name=guards,proto3" json:"guards,omitempty"`
+	// Steps whose outputs give the data-loss window.
+	DataLossFrom  []string `protobuf:"bytes,18,rep,name=data_loss_from,json=dataLossFrom,proto3" json:"data_loss_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanStep) Reset() {
+	*x = PlanStep{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanStep) ProtoMessage() {}
+
+func (x *PlanStep) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
+func (*PlanStep) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PlanStep) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PlanStep) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *PlanStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *PlanStep) GetParams() *structpb.Struct {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *PlanStep) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *PlanStep) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *PlanStep) GetBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.Backoff
+	}
+	return nil
+}
+
+func (x *PlanStep) GetMaxBackoff() *durationpb.Duration {
+	if x != nil {
+		return x.MaxBackoff
+	}
+	return nil
+}
+
+func (x *PlanStep) GetApprovalRequired() bool {
+	if x != nil {
+		return x.ApprovalRequired
+	}
+	return false
+}
+
+func (x *PlanStep) GetApprovalWhen() string {
+	if x != nil {
+		return x.ApprovalWhen
+	}
+	return ""
+}
+
+func (x *PlanStep) GetApprovers() int32 {
+	if x != nil {
+		return x.Approvers
+	}
+	return 0
+}
+
+func (x *PlanStep) GetDestructive() bool {
+	if x != nil {
+		return x.Destructive
+	}
+	return false
+}
+
+func (x *PlanStep) GetBestEffort() bool {
+	if x != nil {
+		return x.BestEffort
+	}
+	return false
+}
+
+func (x *PlanStep) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PlanStep) GetExpect() *structpb.Struct {
+	if x != nil {
+		return x.Expect
+	}
+	return nil
+}
+
+func (x *PlanStep) GetExpectFrom() map[string]string {
+	if x != nil {
+		return x.ExpectFrom
+	}
+	return nil
+}
+
+func (x *PlanStep) GetGuards() []*PlanGuard {
+	if x != nil {
+		return x.Guards
+	}
+	return nil
+}
+
+func (x *PlanStep) GetDataLossFrom() []string {
+	if x != nil {
+		return x.DataLossFrom
+	}
+	return nil
+}
+
+// PlanGuard is a condition the engine re-checks right before a step.
+type PlanGuard struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Kind: old_primary_not_writable or database_writable.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// Host it is checked on.
+	Host string `protobuf:"bytes,2,opt,name=host,proto3" json:"host,omitempty"`
+	// Database it is checked for.
+	Database string `protobuf:"bytes,3,opt,name=database,proto3" json:"database,omitempty"`
+	// Why the operator forced past it (empty when not forced).
+	Override      string `protobuf:"bytes,4,opt,name=override,proto3" json:"override,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanGuard) Reset() {
+	*x = PlanGuard{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanGuard) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanGuard) ProtoMessage() {}
+
+func (x *PlanGuard) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanGuard.ProtoReflect.Descriptor instead.
+func (*PlanGuard) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *PlanGuard) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *PlanGuard) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *PlanGuard) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *PlanGuard) GetOverride() string {
+	if x != nil {
+		return x.Override
+	}
+	return ""
+}
 
 // GetFleetStatusRequest selects what to report.
 type GetFleetStatusRequest struct {
@@ -41,7 +656,7 @@ type GetFleetStatusRequest struct {
 
 func (x *GetFleetStatusRequest) Reset() {
 	*x = GetFleetStatusRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -53,7 +668,7 @@ func (x *GetFleetStatusRequest) String() string {
 func (*GetFleetStatusRequest) ProtoMessage() {}
 
 func (x *GetFleetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -66,7 +681,7 @@ func (x *GetFleetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetFleetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetFleetStatusRequest) GetSite() string {
@@ -109,7 +724,7 @@ type GetFleetStatusResponse struct {
 
 func (x *GetFleetStatusResponse) Reset() {
 	*x = GetFleetStatusResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +736,7 @@ func (x *GetFleetStatusResponse) String() string {
 func (*GetFleetStatusResponse) ProtoMessage() {}
 
 func (x *GetFleetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +749,7 @@ func (x *GetFleetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetFleetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetFleetStatusResponse) GetPool() string {
@@ -185,7 +800,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -197,7 +812,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -210,7 +825,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Site) GetName() string {
@@ -263,7 +878,7 @@ type AgentStatus struct {
 
 func (x *AgentStatus) Reset() {
 	*x = AgentStatus{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +890,7 @@ func (x *AgentStatus) String() string {
 func (*AgentStatus) ProtoMessage() {}
 
 func (x *AgentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +903,7 @@ func (x *AgentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStatus.ProtoReflect.Descriptor instead.
 func (*AgentStatus) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{3}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AgentStatus) GetHost() string {
@@ -384,7 +999,7 @@ type ReloadTopologyRequest struct {
 
 func (x *ReloadTopologyRequest) Reset() {
 	*x = ReloadTopologyRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +1011,7 @@ func (x *ReloadTopologyRequest) String() string {
 func (*ReloadTopologyRequest) ProtoMessage() {}
 
 func (x *ReloadTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +1024,7 @@ func (x *ReloadTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadTopologyRequest.ProtoReflect.Descriptor instead.
 func (*ReloadTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{4}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{10}
 }
 
 // ReloadTopologyResponse reports the topology now in use.
@@ -425,7 +1040,7 @@ type ReloadTopologyResponse struct {
 
 func (x *ReloadTopologyResponse) Reset() {
 	*x = ReloadTopologyResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -437,7 +1052,7 @@ func (x *ReloadTopologyResponse) String() string {
 func (*ReloadTopologyResponse) ProtoMessage() {}
 
 func (x *ReloadTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -450,7 +1065,7 @@ func (x *ReloadTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadTopologyResponse.ProtoReflect.Descriptor instead.
 func (*ReloadTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{5}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ReloadTopologyResponse) GetPool() string {
@@ -471,7 +1086,57 @@ var File_chatdr_controller_v1_controller_proto protoreflect.FileDescriptor
 
 const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\n" +
-	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x01\n" +
+	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n" +
+	"\x10BuildPlanRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x122\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\x12%\n" +
+	"\x0eskip_mirroring\x18\x03 \x01(\bR\rskipMirroring\x12*\n" +
+	"\x11force_split_brain\x18\x04 \x01(\bR\x0fforceSplitBrain\x12(\n" +
+	"\x10force_pool_state\x18\x05 \x01(\bR\x0eforcePoolState\x12!\n" +
+	"\fforce_reason\x18\x06 \x01(\tR\vforceReason\"o\n" +
+	"\x11BuildPlanResponse\x12.\n" +
+	"\x04plan\x18\x01 \x01(\v2\x1a.chatdr.controller.v1.PlanR\x04plan\x12\x14\n" +
+	"\x05table\x18\x02 \x01(\tR\x05table\x12\x14\n" +
+	"\x05facts\x18\x03 \x03(\tR\x05facts\"\x9d\x01\n" +
+	"\x04Plan\x122\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x127\n" +
+	"\x06groups\x18\x03 \x03(\v2\x1f.chatdr.controller.v1.PlanGroupR\x06groups\x12\x14\n" +
+	"\x05notes\x18\x04 \x03(\tR\x05notes\"U\n" +
+	"\tPlanGroup\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
+	"\x05steps\x18\x02 \x03(\v2\x1e.chatdr.controller.v1.PlanStepR\x05steps\"\xab\x06\n" +
+	"\bPlanStep\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12/\n" +
+	"\x06params\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06params\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12!\n" +
+	"\fmax_attempts\x18\x06 \x01(\x05R\vmaxAttempts\x123\n" +
+	"\abackoff\x18\a \x01(\v2\x19.google.protobuf.DurationR\abackoff\x12:\n" +
+	"\vmax_backoff\x18\b \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"maxBackoff\x12+\n" +
+	"\x11approval_required\x18\t \x01(\bR\x10approvalRequired\x12#\n" +
+	"\rapproval_when\x18\n" +
+	" \x01(\tR\fapprovalWhen\x12\x1c\n" +
+	"\tapprovers\x18\v \x01(\x05R\tapprovers\x12 \n" +
+	"\vdestructive\x18\f \x01(\bR\vdestructive\x12\x1f\n" +
+	"\vbest_effort\x18\r \x01(\bR\n" +
+	"bestEffort\x12\x16\n" +
+	"\x06reason\x18\x0e \x01(\tR\x06reason\x12/\n" +
+	"\x06expect\x18\x0f \x01(\v2\x17.google.protobuf.StructR\x06expect\x12O\n" +
+	"\vexpect_from\x18\x10 \x03(\v2..chatdr.controller.v1.PlanStep.ExpectFromEntryR\n" +
+	"expectFrom\x127\n" +
+	"\x06guards\x18\x11 \x03(\v2\x1f.chatdr.controller.v1.PlanGuardR\x06guards\x12$\n" +
+	"\x0edata_loss_from\x18\x12 \x03(\tR\fdataLossFrom\x1a=\n" +
+	"\x0fExpectFromEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"k\n" +
+	"\tPlanGuard\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x12\n" +
+	"\x04host\x18\x02 \x01(\tR\x04host\x12\x1a\n" +
+	"\bdatabase\x18\x03 \x01(\tR\bdatabase\x12\x1a\n" +
+	"\boverride\x18\x04 \x01(\tR\boverride\"\x83\x01\n" +
 	"\x15GetFleetStatusRequest\x12\x12\n" +
 	"\x04site\x18\x01 \x01(\tR\x04site\x12>\n" +
 	"\ragent_timeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\fagentTimeout\x12\x16\n" +
@@ -503,10 +1168,16 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x15ReloadTopologyRequest\"D\n" +
 	"\x16ReloadTopologyResponse\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
-	"\x06agents\x18\x02 \x01(\x05R\x06agents2\xed\x01\n" +
+	"\x06agents\x18\x02 \x01(\x05R\x06agents*~\n" +
+	"\bPlanKind\x12\x19\n" +
+	"\x15PLAN_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aPLAN_KIND_FAILOVER_PLANNED\x10\x01\x12\x1f\n" +
+	"\x1bPLAN_KIND_FAILOVER_DISASTER\x10\x02\x12\x16\n" +
+	"\x12PLAN_KIND_FAILBACK\x10\x032\xcb\x02\n" +
 	"\x11ControllerService\x12k\n" +
 	"\x0eGetFleetStatus\x12+.chatdr.controller.v1.GetFleetStatusRequest\x1a,.chatdr.controller.v1.GetFleetStatusResponse\x12k\n" +
-	"\x0eReloadTopology\x12+.chatdr.controller.v1.ReloadTopologyRequest\x1a,.chatdr.controller.v1.ReloadTopologyResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
+	"\x0eReloadTopology\x12+.chatdr.controller.v1.ReloadTopologyRequest\x1a,.chatdr.controller.v1.ReloadTopologyResponse\x12\\\n" +
+	"\tBuildPlan\x12&.chatdr.controller.v1.BuildPlanRequest\x1a'.chatdr.controller.v1.BuildPlanResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
 
 var (
 	file_chatdr_controller_v1_controller_proto_rawDescOnce sync.Once
@@ -520,40 +1191,64 @@ func file_chatdr_controller_v1_controller_proto_rawDescGZIP() []byte {
 	return file_chatdr_controller_v1_controller_proto_rawDescData
 }
 
-var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_chatdr_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_chatdr_controller_v1_controller_proto_goTypes = []any{
-	(*GetFleetStatusRequest)(nil),  // 0: chatdr.controller.v1.GetFleetStatusRequest
-	(*GetFleetStatusResponse)(nil), // 1: chatdr.controller.v1.GetFleetStatusResponse
-	(*Site)(nil),                   // 2: chatdr.controller.v1.Site
-	(*AgentStatus)(nil),            // 3: chatdr.controller.v1.AgentStatus
-	(*ReloadTopologyRequest)(nil),  // 4: chatdr.controller.v1.ReloadTopologyRequest
-	(*ReloadTopologyResponse)(nil), // 5: chatdr.controller.v1.ReloadTopologyResponse
-	(*durationpb.Duration)(nil),    // 6: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 7: google.protobuf.Timestamp
-	(*v1.HostInfo)(nil),            // 8: chatdr.agent.v1.HostInfo
-	(*v1.PluginInfo)(nil),          // 9: chatdr.agent.v1.PluginInfo
-	(*v1.Fact)(nil),                // 10: chatdr.agent.v1.Fact
+	(PlanKind)(0),                  // 0: chatdr.controller.v1.PlanKind
+	(*BuildPlanRequest)(nil),       // 1: chatdr.controller.v1.BuildPlanRequest
+	(*BuildPlanResponse)(nil),      // 2: chatdr.controller.v1.BuildPlanResponse
+	(*Plan)(nil),                   // 3: chatdr.controller.v1.Plan
+	(*PlanGroup)(nil),              // 4: chatdr.controller.v1.PlanGroup
+	(*PlanStep)(nil),               // 5: chatdr.controller.v1.PlanStep
+	(*PlanGuard)(nil),              // 6: chatdr.controller.v1.PlanGuard
+	(*GetFleetStatusRequest)(nil),  // 7: chatdr.controller.v1.GetFleetStatusRequest
+	(*GetFleetStatusResponse)(nil), // 8: chatdr.controller.v1.GetFleetStatusResponse
+	(*Site)(nil),                   // 9: chatdr.controller.v1.Site
+	(*AgentStatus)(nil),            // 10: chatdr.controller.v1.AgentStatus
+	(*ReloadTopologyRequest)(nil),  // 11: chatdr.controller.v1.ReloadTopologyRequest
+	(*ReloadTopologyResponse)(nil), // 12: chatdr.controller.v1.ReloadTopologyResponse
+	nil,                            // 13: chatdr.controller.v1.PlanStep.ExpectFromEntry
+	(*structpb.Struct)(nil),        // 14: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 15: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
+	(*v1.HostInfo)(nil),            // 17: chatdr.agent.v1.HostInfo
+	(*v1.PluginInfo)(nil),          // 18: chatdr.agent.v1.PluginInfo
+	(*v1.Fact)(nil),                // 19: chatdr.agent.v1.Fact
 }
 var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
-	6,  // 0: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
-	2,  // 1: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
-	3,  // 2: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
-	7,  // 3: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
-	6,  // 4: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
-	6,  // 5: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
-	8,  // 6: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
-	9,  // 7: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
-	7,  // 8: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
-	10, // 9: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
-	0,  // 10: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
-	4,  // 11: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
-	1,  // 12: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
-	5,  // 13: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	0,  // 0: chatdr.controller.v1.BuildPlanRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	3,  // 1: chatdr.controller.v1.BuildPlanResponse.plan:type_name -> chatdr.controller.v1.Plan
+	0,  // 2: chatdr.controller.v1.Plan.kind:type_name -> chatdr.controller.v1.PlanKind
+	4,  // 3: chatdr.controller.v1.Plan.groups:type_name -> chatdr.controller.v1.PlanGroup
+	5,  // 4: chatdr.controller.v1.PlanGroup.steps:type_name -> chatdr.controller.v1.PlanStep
+	14, // 5: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
+	15, // 6: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
+	15, // 7: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
+	15, // 8: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
+	14, // 9: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
+	13, // 10: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
+	6,  // 11: chatdr.controller.v1.PlanStep.guards:type_name -> chatdr.controller.v1.PlanGuard
+	15, // 12: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
+	9,  // 13: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
+	10, // 14: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
+	16, // 15: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	15, // 16: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
+	15, // 17: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
+	17, // 18: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
+	18, // 19: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
+	16, // 20: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
+	19, // 21: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
+	7,  // 22: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
+	11, // 23: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
+	1,  // 24: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
+	8,  // 25: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
+	12, // 26: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
+	2,  // 27: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_chatdr_controller_v1_controller_proto_init() }
@@ -566,13 +1261,14 @@ func file_chatdr_controller_v1_controller_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatdr_controller_v1_controller_proto_rawDesc), len(file_chatdr_controller_v1_controller_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   6,
+			NumEnums:      1,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_chatdr_controller_v1_controller_proto_goTypes,
 		DependencyIndexes: file_chatdr_controller_v1_controller_proto_depIdxs,
+		EnumInfos:         file_chatdr_controller_v1_controller_proto_enumTypes,
 		MessageInfos:      file_chatdr_controller_v1_controller_proto_msgTypes,
 	}.Build()
 	File_chatdr_controller_v1_controller_proto = out.File

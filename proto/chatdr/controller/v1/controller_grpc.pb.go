@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ControllerService_GetFleetStatus_FullMethodName = "/chatdr.controller.v1.ControllerService/GetFleetStatus"
 	ControllerService_ReloadTopology_FullMethodName = "/chatdr.controller.v1.ControllerService/ReloadTopology"
+	ControllerService_BuildPlan_FullMethodName      = "/chatdr.controller.v1.ControllerService/BuildPlan"
 )
 
 // ControllerServiceClient is the client API for ControllerService service.
@@ -48,6 +49,16 @@ type ControllerServiceClient interface {
 	// refused with INVALID_ARGUMENT listing every problem with its line, and the
 	// topology in use is kept. Roles: admin.
 	ReloadTopology(ctx context.Context, in *ReloadTopologyRequest, opts ...grpc.CallOption) (*ReloadTopologyResponse, error)
+	// BuildPlan builds the plan of a failover or failback of a pool from the
+	// topology and what the agents report now (database states, pool state,
+	// active servers, reachability), and returns it without running anything:
+	// the dry run. Agents that do not answer within the fleet deadline are
+	// reported unreachable in the facts, never waited for. A request the
+	// safety rules refuse (unknown pool, failback of a pool that is Normal,
+	// planned failover with the primary unreachable, split-brain risk without
+	// a forced reason) fails with FAILED_PRECONDITION or INVALID_ARGUMENT and
+	// says why. Roles: viewer, operator, approver, admin.
+	BuildPlan(ctx context.Context, in *BuildPlanRequest, opts ...grpc.CallOption) (*BuildPlanResponse, error)
 }
 
 type controllerServiceClient struct {
@@ -72,6 +83,16 @@ func (c *controllerServiceClient) ReloadTopology(ctx context.Context, in *Reload
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ReloadTopologyResponse)
 	err := c.cc.Invoke(ctx, ControllerService_ReloadTopology_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) BuildPlan(ctx context.Context, in *BuildPlanRequest, opts ...grpc.CallOption) (*BuildPlanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BuildPlanResponse)
+	err := c.cc.Invoke(ctx, ControllerService_BuildPlan_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -103,6 +124,16 @@ type ControllerServiceServer interface {
 	// refused with INVALID_ARGUMENT listing every problem with its line, and the
 	// topology in use is kept. Roles: admin.
 	ReloadTopology(context.Context, *ReloadTopologyRequest) (*ReloadTopologyResponse, error)
+	// BuildPlan builds the plan of a failover or failback of a pool from the
+	// topology and what the agents report now (database states, pool state,
+	// active servers, reachability), and returns it without running anything:
+	// the dry run. Agents that do not answer within the fleet deadline are
+	// reported unreachable in the facts, never waited for. A request the
+	// safety rules refuse (unknown pool, failback of a pool that is Normal,
+	// planned failover with the primary unreachable, split-brain risk without
+	// a forced reason) fails with FAILED_PRECONDITION or INVALID_ARGUMENT and
+	// says why. Roles: viewer, operator, approver, admin.
+	BuildPlan(context.Context, *BuildPlanRequest) (*BuildPlanResponse, error)
 	mustEmbedUnimplementedControllerServiceServer()
 }
 
@@ -118,6 +149,9 @@ func (UnimplementedControllerServiceServer) GetFleetStatus(context.Context, *Get
 }
 func (UnimplementedControllerServiceServer) ReloadTopology(context.Context, *ReloadTopologyRequest) (*ReloadTopologyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReloadTopology not implemented")
+}
+func (UnimplementedControllerServiceServer) BuildPlan(context.Context, *BuildPlanRequest) (*BuildPlanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BuildPlan not implemented")
 }
 func (UnimplementedControllerServiceServer) mustEmbedUnimplementedControllerServiceServer() {}
 func (UnimplementedControllerServiceServer) testEmbeddedByValue()                           {}
@@ -176,6 +210,24 @@ func _ControllerService_ReloadTopology_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControllerService_BuildPlan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BuildPlanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).BuildPlan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_BuildPlan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).BuildPlan(ctx, req.(*BuildPlanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControllerService_ServiceDesc is the grpc.ServiceDesc for ControllerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -190,6 +242,10 @@ var ControllerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReloadTopology",
 			Handler:    _ControllerService_ReloadTopology_Handler,
+		},
+		{
+			MethodName: "BuildPlan",
+			Handler:    _ControllerService_BuildPlan_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
