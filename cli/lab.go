@@ -147,7 +147,63 @@ config file. Keeps DIR (logs, state) unless --purge is given.`,
 	down.Flags().DurationVar(&grace, "grace", 10*time.Second, "how long to wait after SIGTERM before SIGKILL")
 	down.Flags().BoolVar(&purge, "purge", false, "also remove the lab directory")
 
-	cmd.AddCommand(up, status, down)
+	var site string
+	kill := &cobra.Command{
+		Use:   "kill --dir DIR --site SITE",
+		Short: "Stop every process of a site at once (SIGKILL), as a data-center loss would",
+		Long: `Kills, without warning, every process of SITE: its agents (their plugins go with
+them), its SQL Server simulators and its chat services. The controller, which
+sits in no site, keeps running. 'chatdr lab up' starts them again.`,
+		Example: `  chatdr lab kill --dir .lab --site dc1`,
+		Args:    noArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			if dir == "" || site == "" {
+				return usageErr("--dir and --site are required")
+			}
+			names, err := lab.KillSite(dir, site)
+			if err != nil {
+				if len(names) == 0 {
+					return usageErr("%v", err)
+				}
+				return failed(err)
+			}
+			fmt.Fprintf(g.stdout, "killed %d processes of site %s: %s\n", len(names), site, strings.Join(names, ", "))
+			return nil
+		},
+	}
+	kill.Flags().StringVar(&site, "site", "", "site whose processes to kill (e.g. dc1)")
+
+	messages := &cobra.Command{
+		Use:   "messages --dir DIR",
+		Short: "Count acknowledged chat messages against the database the pool uses now",
+		Long: `Reads every chat simulator's acknowledgement file and the chat database the pool
+uses in its current state (Normal: the primary, FailedOver: the backup), and
+reports how many acknowledged messages are present and how many are missing,
+with the id and time range of the missing ones: the proof of what a failover
+cost. Exits 0 whatever the counts; read the numbers.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" {
+				return usageErr("--dir is required")
+			}
+			m, err := lab.CountMessages(cmd.Context(), dir)
+			if err != nil {
+				return failed(err)
+			}
+			if g.output == "json" {
+				return printJSONValue(g, m)
+			}
+			fmt.Fprintf(g.stdout, "pool %s, database on %s: %d acknowledged, %d present, %d missing\n",
+				m.PoolState, m.Database, m.Acknowledged, m.Present, m.Missing)
+			if m.Missing > 0 {
+				fmt.Fprintf(g.stdout, "missing: ids %d to %d, acknowledged %s to %s\n", m.MissingFirstID, m.MissingLastID,
+					m.MissingFirstTime.Format(time.RFC3339Nano), m.MissingLastTime.Format(time.RFC3339Nano))
+			}
+			return nil
+		},
+	}
+
+	cmd.AddCommand(up, status, down, kill, messages)
 	return cmd
 }
 

@@ -234,7 +234,29 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	require.Equal(t, 3, r.code, r.stderr)
 	require.Contains(t, r.stderr, "unreachable")
 
+	// Every acknowledged message is in the primary while the pool is Normal.
+	r = chatdr(t, nil, "lab", "messages", "--dir", dir, "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	var msgs lab.Messages
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &msgs))
+	require.Equal(t, "Normal", msgs.PoolState)
+	require.Equal(t, "sql1.dc1.chatdr.lab", msgs.Database)
+	require.Positive(t, msgs.Acknowledged)
+	require.Zero(t, msgs.Missing)
+
+	// Losing dc1: every process of the site dies; the controller stays.
+	r = chatdr(t, nil, "lab", "kill", "--dir", dir, "--site", "dc1")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, "mssql.sql1.dc1.chatdr.lab")
+	require.Contains(t, r.stdout, "RTCCHAT.pc1.dc1.chatdr.lab")
+	f = fleetStatus(t, env)
+	_, down = reachable(f)
+	require.Len(t, down, 6, "the six agents of dc1 are down: %v", down)
+	r = chatdr(t, nil, "lab", "kill", "--dir", dir, "--site", "dc9")
+	require.Equal(t, 2, r.code)
+
 	// Down stops every process the lab started and nothing else.
+	require.Equal(t, 0, chatdr(t, nil, "lab", "up", "--dir", dir, "--bin", binDir).code, "lab up brings dc1 back")
 	procs, err := lab.Status(dir)
 	require.NoError(t, err)
 	d := chatdr(t, nil, "lab", "down", "--dir", dir)
