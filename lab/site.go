@@ -144,4 +144,3 @@ func CountMessages(ctx context.Context, dir string) (*Messages, error) {
 	}
 	return m, nil
 }
-
