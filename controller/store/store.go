@@ -28,7 +28,7 @@ type Store struct {
 // Open opens (creating if needed) the store in stateDir. It fails with
 // ErrLocked within lockWait when another controller holds it.
 func Open(stateDir string, lockWait time.Duration) (*Store, error) {
-	db, err := boltfile.Open(stateDir, FileName, "chatdr-controller", lockWait, bucketAgents)
+	db, err := boltfile.Open(stateDir, FileName, "chatdr-controller", lockWait, append([][]byte{bucketAgents}, runBuckets...)...)
 	if err != nil {
 		return nil, err
 	}
