@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/windows"
+
+	"github.com/chatdr/chatdr/internal/proc"
 )
 
 // detachAttr starts the child in a new process group without a console
@@ -19,18 +21,7 @@ func detachAttr() *syscall.SysProcAttr {
 
 // processAlive reports whether pid is a running process. Windows does not
 // expose another process's command line cheaply, so marker is not checked.
-func processAlive(pid int, _ string) bool {
-	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
-	if err != nil {
-		return false
-	}
-	defer windows.CloseHandle(h)
-	var code uint32
-	if err := windows.GetExitCodeProcess(h, &code); err != nil {
-		return false
-	}
-	return code == 259 // STILL_ACTIVE
-}
+func processAlive(pid int, _ string) bool { return proc.Alive(pid) }
 
 // stopProcess terminates pid. Windows has no SIGTERM for a detached
 // console-less process, so the grace period only bounds the wait.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/chatdr/chatdr/internal/proc"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 	pluginv1 "github.com/chatdr/chatdr/proto/chatdr/plugin/v1"
 )
@@ -73,7 +74,7 @@ func watchAgent() {
 	}
 	for {
 		time.Sleep(time.Second) // a parent's death cannot be waited for portably; poll it
-		if os.Getppid() != pid && !processAlive(pid) {
+		if os.Getppid() != pid && !proc.Alive(pid) {
 			os.Exit(3)
 		}
 	}

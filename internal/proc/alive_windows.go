@@ -1,10 +1,11 @@
 //go:build windows
 
-package pluginsdk
+package proc
 
 import "golang.org/x/sys/windows"
 
-func processAlive(pid int) bool {
+// Alive reports whether the process with this pid is still running.
+func Alive(pid int) bool {
 	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, uint32(pid))
 	if err != nil {
 		return false
