@@ -201,10 +201,15 @@ WHERE lsd.secondary_database = @p1`, "mgc")
 			require.Regexp(t, `^mgc_\d{14}\.trn$`, f.Name())
 		}
 	}
-	// History and monitor.
-	require.Positive(t, queryInt(t, lp.sdb, `SELECT COUNT(*) FROM msdb.dbo.sysjobhistory h JOIN msdb.dbo.sysjobs j ON j.job_id = h.job_id
-		WHERE j.name = @p1 AND h.step_id = 0 AND h.run_status = 1`, lp.restoreJob))
-	require.Positive(t, queryInt(t, lp.pdb, `SELECT COUNT(*) FROM msdb.dbo.log_shipping_monitor_history_detail WHERE agent_type = 0 AND session_status = 2`))
+	// History and monitor: a job's outcome row is written when the job run
+	// ends, which can be just after the restore it made is visible.
+	eventually(t, 30*time.Second, "a successful restore job outcome in sysjobhistory", func() bool {
+		return queryInt(t, lp.sdb, `SELECT COUNT(*) FROM msdb.dbo.sysjobhistory h JOIN msdb.dbo.sysjobs j ON j.job_id = h.job_id
+		WHERE j.name = @p1 AND h.step_id = 0 AND h.run_status = 1`, lp.restoreJob) > 0
+	})
+	eventually(t, 30*time.Second, "a successful backup session in the monitor history", func() bool {
+		return queryInt(t, lp.pdb, `SELECT COUNT(*) FROM msdb.dbo.log_shipping_monitor_history_detail WHERE agent_type = 0 AND session_status = 2`) > 0
+	})
 	rows, err := lp.sdb.QueryContext(t.Context(), "EXEC master.dbo.sp_help_log_shipping_monitor")
 	require.NoError(t, err)
 	n := 0
