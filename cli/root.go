@@ -1,7 +1,8 @@
 // Package cli implements the chatdr command line (cobra), one file per verb.
 //
 // Exit codes (docs/cli.md): 0 success, 1 the operation failed, 2 bad usage or
-// invalid input, 3 controller unreachable or not authorized.
+// invalid input, 3 controller unreachable or not authorized, 4 the run waits
+// for an approval (--wait).
 package cli
 
 import (
@@ -64,6 +65,7 @@ Exit codes:
   1  the operation failed
   2  bad usage or invalid input
   3  controller unreachable or not authorized
+  4  the run waits for an approval (failover/failback/run resume --wait)
 
 Environment:
   CHATDR_CONTROLLER  default for --controller
@@ -96,6 +98,10 @@ Environment:
 		newVersionCommand(g),
 		newLabCommand(g),
 		newPlanCommand(g),
+		newFailoverCommand(g),
+		newFailbackCommand(g),
+		newRunCommand(g),
+		newAuditCommand(g),
 	)
 	return root
 }

@@ -1,14 +1,18 @@
 package controller
 
 import (
+	"encoding/json"
 	"fmt"
+	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chatdr/chatdr/controller/engine"
 	"github.com/chatdr/chatdr/controller/fleet"
 	"github.com/chatdr/chatdr/controller/plan"
+	"github.com/chatdr/chatdr/controller/store"
 	"github.com/chatdr/chatdr/controller/topology"
 	controllerv1 "github.com/chatdr/chatdr/proto/chatdr/controller/v1"
 )
@@ -86,4 +90,65 @@ func planToProto(p *plan.Plan) (*controllerv1.Plan, error) {
 		out.Groups = append(out.Groups, pg)
 	}
 	return out, nil
+}
+
+// runToProto converts a run for the API; step outputs only when withOutput.
+func runToProto(r *store.Run, withOutput bool) *controllerv1.Run {
+	var kind controllerv1.PlanKind
+	for k, v := range planKinds {
+		if v == r.Kind {
+			kind = k
+		}
+	}
+	out := &controllerv1.Run{
+		Id: r.ID, Pool: r.Pool, Kind: kind, State: string(r.Status.State),
+		StartedBy: r.StartedBy.Name, Reason: r.Reason,
+		Created: ts(r.Created), Updated: ts(r.Updated), Started: ts(r.Status.Started), Ended: ts(r.Status.Ended),
+		Error:       errorToProto(r.Status.Error),
+		CancelledBy: r.Status.CancelledBy, CancelReason: r.Status.CancelReason,
+		ResumedBy: r.Status.ResumedBy, AcknowledgedBy: r.Status.AcknowledgedBy,
+	}
+	if r.Force != (store.Force{}) {
+		if b, err := json.Marshal(r.Force); err == nil {
+			out.ForceJson = string(b)
+		}
+	}
+	for _, st := range r.Steps {
+		ps := &controllerv1.RunStep{
+			Id: st.ID, Group: st.Group, GroupIndex: int32(st.GroupIndex), Host: st.Host, Action: st.Action,
+			State: string(st.Status.State), Attempts: int32(len(st.Status.Attempts)), MaxAttempts: int32(st.Status.MaxAttempts),
+			Started: ts(st.Status.Started), Ended: ts(st.Status.Ended), Error: errorToProto(st.Status.Error),
+			RequiredApprovers: int32(st.Status.RequiredApprovers), Destructive: st.Destructive, SkipReason: st.Status.SkipReason,
+		}
+		if withOutput && len(st.Status.Output) > 0 {
+			ps.OutputJson = string(st.Status.Output)
+		}
+		for _, a := range st.Status.Approvals {
+			ps.Approvals = append(ps.Approvals, &controllerv1.Approval{Approver: a.Approver, Role: string(a.Role), Reason: a.Reason, Time: ts(a.Time)})
+		}
+		out.Steps = append(out.Steps, ps)
+	}
+	return out
+}
+
+// errorToProto converts a run or step error; nil stays nil.
+func errorToProto(e *engine.Error) *controllerv1.RunError {
+	if e == nil {
+		return nil
+	}
+	return &controllerv1.RunError{Code: e.Code, Message: e.Message, Host: e.Host, Hint: e.Hint, Retryable: e.Retryable}
+}
+
+// auditToProto converts an audit entry.
+func auditToProto(e store.AuditEntry) *controllerv1.AuditEntry {
+	return &controllerv1.AuditEntry{Seq: e.Seq, Time: ts(e.Time), Actor: e.Actor.Name, ActorRole: string(e.Actor.Role),
+		Action: e.Action, RunId: e.RunID, StepId: e.StepID, DetailsJson: string(e.Details), PrevHash: e.PrevHash, Hash: e.Hash}
+}
+
+// ts converts a time; the zero time becomes nil.
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
 }

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/chatdr/chatdr/controller/engine/runner"
 	"github.com/chatdr/chatdr/controller/fleet"
 	"github.com/chatdr/chatdr/controller/plan"
 	"github.com/chatdr/chatdr/controller/store"
@@ -34,11 +35,23 @@ import (
 // Roles allowed to read state.
 var readers = []pki.Role{pki.RoleViewer, pki.RoleOperator, pki.RoleApprover, pki.RoleAdmin}
 
+// Roles allowed to start, cancel, resume and acknowledge runs.
+var operators = []pki.Role{pki.RoleOperator, pki.RoleAdmin}
+
 // policy is who may call which ControllerService RPC.
 var policy = authz.Policy{
 	controllerv1.ControllerService_GetFleetStatus_FullMethodName: readers,
 	controllerv1.ControllerService_ReloadTopology_FullMethodName: {pki.RoleAdmin},
 	controllerv1.ControllerService_BuildPlan_FullMethodName:      readers,
+	controllerv1.ControllerService_StartRun_FullMethodName:       operators,
+	controllerv1.ControllerService_GetRun_FullMethodName:         readers,
+	controllerv1.ControllerService_ListRuns_FullMethodName:       readers,
+	controllerv1.ControllerService_ApproveStep_FullMethodName:    {pki.RoleApprover, pki.RoleAdmin},
+	controllerv1.ControllerService_CancelRun_FullMethodName:      operators,
+	controllerv1.ControllerService_ResumeRun_FullMethodName:      operators,
+	controllerv1.ControllerService_AcknowledgeRun_FullMethodName: operators,
+	controllerv1.ControllerService_ListAudit_FullMethodName:      readers,
+	controllerv1.ControllerService_VerifyAudit_FullMethodName:    readers,
 }
 
 // Server implements ControllerService.
@@ -49,6 +62,12 @@ type Server struct {
 	log     *slog.Logger
 	fleet   *fleet.Fleet
 	metrics *metrics
+	store   *store.Store
+	runner  *runner.Runner
+	// runCtx bounds the runner's goroutines (runs), which serve waits
+	// for before it closes the store.
+	runCtx context.Context
+	runs   sync.WaitGroup
 
 	mu   sync.RWMutex
 	topo *topology.Topology
@@ -91,7 +110,18 @@ func serve(ctx context.Context, cfg *Config, topo *topology.Topology, agents []t
 	if err := fl.SetAgents(agents); err != nil {
 		return err
 	}
-	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: newMetrics()}
+	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
+	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: newMetrics(), store: st, runCtx: runCtx,
+		runner: runner.New(st, fl, runner.Options{Topology: topo, Jitter: 0.2})}
+	// Runs stop (their steps in flight stay journaled for the next start)
+	// before the fleet and the store close.
+	defer s.runs.Wait()
+	defer stopRuns()
+	s.runs.Go(func() {
+		if err := s.runner.Resume(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("resume runs", "err", err)
+		}
+	})
 
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -265,19 +295,34 @@ var planKinds = map[controllerv1.PlanKind]plan.Kind{
 
 // BuildPlan implements ControllerService.
 func (s *Server) BuildPlan(ctx context.Context, req *controllerv1.BuildPlanRequest) (*controllerv1.BuildPlanResponse, error) {
+	p, said, err := s.buildPlan(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	pp, err := planToProto(p)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode plan: %v", err)
+	}
+	return &controllerv1.BuildPlanResponse{Plan: pp, Table: p.Table(), Facts: said}, nil
+}
+
+// buildPlan builds the plan req asks for from what the agents report now,
+// and returns it with the facts it was built from; errors are gRPC
+// statuses.
+func (s *Server) buildPlan(ctx context.Context, req *controllerv1.BuildPlanRequest) (*plan.Plan, []string, error) {
 	kind, ok := planKinds[req.GetKind()]
 	if !ok {
-		return nil, status.Error(codes.InvalidArgument, "kind must be failover-planned, failover-disaster or failback")
+		return nil, nil, status.Error(codes.InvalidArgument, "kind must be failover-planned, failover-disaster or failback")
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	topo := s.topo
 	if !strings.EqualFold(req.GetPool(), topo.Pool) {
-		return nil, status.Errorf(codes.NotFound, "pool %q is not in the topology; this controller manages %s", req.GetPool(), topo.Pool)
+		return nil, nil, status.Errorf(codes.NotFound, "pool %q is not in the topology; this controller manages %s", req.GetPool(), topo.Pool)
 	}
 	statuses, err := s.fleet.Status(ctx, "", time.Duration(s.cfg.Fleet.AgentTimeout), true)
 	if statuses == nil && err != nil {
-		return nil, status.FromContextError(err).Err()
+		return nil, nil, status.FromContextError(err).Err()
 	}
 	facts, said := planFacts(topo, statuses)
 	p, err := plan.Build(topo, facts, plan.Request{
@@ -288,16 +333,12 @@ func (s *Server) BuildPlan(ctx context.Context, req *controllerv1.BuildPlanReque
 	if err != nil {
 		switch {
 		case errors.Is(err, plan.ErrUnknownPool):
-			return nil, status.Error(codes.NotFound, err.Error())
+			return nil, nil, status.Error(codes.NotFound, err.Error())
 		case errors.Is(err, plan.ErrBadRequest):
-			return nil, status.Error(codes.InvalidArgument, err.Error())
+			return nil, nil, status.Error(codes.InvalidArgument, err.Error())
 		default:
-			return nil, status.Error(codes.FailedPrecondition, err.Error())
+			return nil, nil, status.Error(codes.FailedPrecondition, err.Error())
 		}
 	}
-	pp, err := planToProto(p)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "encode plan: %v", err)
-	}
-	return &controllerv1.BuildPlanResponse{Plan: pp, Table: p.Table(), Facts: said}, nil
+	return p, said, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/chatdr/chatdr/controller/topology"
 	"github.com/chatdr/chatdr/internal/pki"
 	"github.com/chatdr/chatdr/internal/testutil"
+	"github.com/chatdr/chatdr/internal/testutil/ctltest"
 	controllerv1 "github.com/chatdr/chatdr/proto/chatdr/controller/v1"
 )
 
@@ -68,7 +69,7 @@ func newEnv(t *testing.T, n int, specs func(i int, s *testutil.AgentSpec)) *env 
 		Topology: e.topoPath, StateDir: e.stateDir, AgentTimeout: agentTimeout,
 	})
 	require.NoError(t, err)
-	e.ctl = testutil.StartController(t, e.cfgPath)
+	e.ctl = ctltest.StartController(t, e.cfgPath)
 	waitStatus(t, e.client(t, "viewer"), "every agent reachable", func(r *controllerv1.GetFleetStatusResponse) bool {
 		return reachable(r) == n
 	})
@@ -327,7 +328,7 @@ func TestController_GetFleetStatus_hungAgent(t *testing.T) {
 		Topology: topoPath, StateDir: filepath.Join(dir, "state"), AgentTimeout: agentTimeout,
 	})
 	require.NoError(t, err)
-	ctl := testutil.StartController(t, cfgPath)
+	ctl := ctltest.StartController(t, cfgPath)
 	c := controllerv1.NewControllerServiceClient(testutil.DialAs(t, tlsDir, "viewer", pki.RoleController, ctl.Addr))
 
 	resp := waitStatus(t, c, "the live agents reachable", func(r *controllerv1.GetFleetStatusResponse) bool {
@@ -464,7 +465,7 @@ func TestController_Run_restartKeepsLastSeen(t *testing.T) {
 	_, err := os.Stat(filepath.Join(e.stateDir, store.FileName))
 	require.NoError(t, err, "the store lives in the state directory")
 
-	e.ctl = testutil.StartController(t, e.cfgPath)
+	e.ctl = ctltest.StartController(t, e.cfgPath)
 	resp := waitStatus(t, e.client(t, "viewer"), "the nine live agents reachable", func(r *controllerv1.GetFleetStatusResponse) bool {
 		return reachable(r) == 9
 	})

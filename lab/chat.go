@@ -23,6 +23,10 @@ import (
 // ChatService is the name of the Persistent Chat service on chat servers.
 const ChatService = "RTCCHAT"
 
+// ComplianceService is the name of the Persistent Chat compliance service
+// (UNVERIFIED, as the chat service's; the plans use the same default).
+const ComplianceService = "RTCCHATCOMPLIANCE"
+
 // AckFile is where the chat simulator of host records acknowledged messages.
 func AckFile(dir, host string) string { return filepath.Join(dir, "chat", host+".acks") }
 
@@ -39,8 +43,15 @@ func createCMS(dir string, st *State, topo *topology.Topology) error {
 		SQL:       map[string]csshell.SQLInstance{},
 		Databases: csshell.Databases{Chat: topo.Databases.Chat, Compliance: topo.Databases.Compliance},
 	}
+	// Every chat server runs the Persistent Chat service and, with
+	// compliance on, the compliance service (as Get-CsWindowsService lists them).
+	services := []csshell.Service{{Name: ChatService, DisplayName: "Skype for Business Server Persistent Chat", Status: "Running"}}
+	if topo.Databases.ComplianceEnabled() {
+		services = append(services, csshell.Service{Name: ComplianceService, DisplayName: "Skype for Business Server Persistent Chat Compliance", Status: "Running"})
+	}
 	for _, s := range topo.ChatServers {
-		c.Servers = append(c.Servers, csshell.ChatServer{FQDN: s.FQDN, Site: s.Site, ReplicationDelay: csshell.Duration(time.Second)})
+		c.Servers = append(c.Servers, csshell.ChatServer{FQDN: s.FQDN, Site: s.Site, ReplicationDelay: csshell.Duration(time.Second),
+			Services: append([]csshell.Service(nil), services...)})
 	}
 	roles := map[string]string{
 		topology.RoleSQLPrimary: csshell.RolePrimary, topology.RoleSQLPrimaryMirror: csshell.RolePrimaryMirror,

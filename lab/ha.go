@@ -90,6 +90,26 @@ func bootstrapHA(ctx context.Context, dir string, st *State, topo *topology.Topo
 		}
 	}
 
+	// The backup site's compliance database: not failed over (domain §1),
+	// but installed there as the topology's backup store, so the pool can
+	// use it after a failover.
+	if comp := topo.Databases.Compliance; comp != "" {
+		bdb, err := open(hosts[topology.RoleSQLBackup])
+		if err != nil {
+			return err
+		}
+		defer bdb.Close()
+		for _, q := range []string{
+			"IF DB_ID('" + comp + "') IS NULL CREATE DATABASE [" + comp + "]",
+			"IF OBJECT_ID('" + comp + ".dbo.compliance_queue') IS NULL CREATE TABLE [" + comp + "].dbo.compliance_queue (id bigint IDENTITY(1,1) PRIMARY KEY, message_id bigint NOT NULL, queued_at datetime2 NOT NULL DEFAULT SYSUTCDATETIME())",
+		} {
+			if _, err := bdb.ExecContext(ctx, q); err != nil {
+				return fmt.Errorf("%s on %s: %w", q, hosts[topology.RoleSQLBackup].Host.FQDN, err)
+			}
+		}
+		fmt.Fprintf(out, "  created %s on %s\n", comp, hosts[topology.RoleSQLBackup].Host.FQDN)
+	}
+
 	// Log shipping of the chat database to the backup site.
 	backup := hosts[topology.RoleSQLBackup]
 	p, b := labPlugin(dir, st, primary), labPlugin(dir, st, backup)

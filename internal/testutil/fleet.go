@@ -1,7 +1,7 @@
 // This file runs chatdr's daemons in-process for tests and benchmarks:
-// a deployment CA in a temporary directory, agents and controllers serving
-// real gRPC with mutual TLS on 127.0.0.1 ports, their configuration files, and
-// a valid topology naming the agents.
+// a deployment CA in a temporary directory, agents (controllers: package
+// ctltest) serving real gRPC with mutual TLS on 127.0.0.1 ports, their
+// configuration files, and a valid topology naming the agents.
 //
 // Every Start function registers a cleanup with its testing.TB that stops
 // what it started and waits for it; the Run functions leave that to the
@@ -28,7 +28,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/chatdr/chatdr/agent"
-	"github.com/chatdr/chatdr/controller"
 	"github.com/chatdr/chatdr/controller/topology"
 	"github.com/chatdr/chatdr/internal/cfgfile"
 	"github.com/chatdr/chatdr/internal/pki"
@@ -112,9 +111,10 @@ type Daemon struct {
 	err    error // Run's result, set before done closes
 }
 
-// runDaemon calls run in a goroutine and returns once run has reported its
-// addresses through ready, or with run's error if it returned first.
-func runDaemon(cfgPath string, run func(ctx context.Context, ready func(grpcAddr, metricsAddr string)) error) (*Daemon, error) {
+// RunDaemon calls run in a goroutine and returns once run has reported its
+// addresses through ready, or with run's error if it returned first. The
+// caller must Stop the daemon.
+func RunDaemon(cfgPath string, run func(ctx context.Context, ready func(grpcAddr, metricsAddr string)) error) (*Daemon, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &Daemon{ConfigPath: cfgPath, cancel: cancel, done: make(chan struct{})}
 	type addrs struct{ grpc, metrics string }
@@ -158,6 +158,9 @@ func (d *Daemon) Stop() error {
 
 // Done is closed when the daemon's Run has returned.
 func (d *Daemon) Done() <-chan struct{} { return d.done }
+
+// DiscardLogger returns a logger that drops the daemons' logs.
+func DiscardLogger() *slog.Logger { return discardLogger() }
 
 // discardLogger drops the daemons' logs: a test asserts on outcomes, and
 // a thousand agents would drown its output.
@@ -244,7 +247,7 @@ func RunAgent(cfgPath string) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return runDaemon(cfgPath, func(ctx context.Context, ready func(string, string)) error {
+	return RunDaemon(cfgPath, func(ctx context.Context, ready func(string, string)) error {
 		return agent.Run(ctx, cfg, discardLogger(), ready)
 	})
 }
@@ -357,36 +360,6 @@ func WriteControllerConfig(dir, tlsDir string, spec ControllerSpec) (string, err
 		Fleet         fleetYAML `yaml:"fleet"`
 		ShutdownGrace string    `yaml:"shutdown_grace"`
 	}{spec.Listen, spec.MetricsListen, spec.Topology, spec.StateDir, tlsSection(tlsDir, "controller"), fl, "5s"})
-}
-
-// RunController loads the controller configuration at cfgPath, starts
-// controller.Run and returns once the controller listens. The caller must
-// Stop it.
-func RunController(cfgPath string) (*Daemon, error) {
-	cfg, err := controller.LoadConfig(cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	return runDaemon(cfgPath, func(ctx context.Context, ready func(string, string)) error {
-		return controller.Run(ctx, cfg, discardLogger(), ready)
-	})
-}
-
-// StartController starts the controller configured at cfgPath and stops it
-// when tb ends (reporting an error Run returns). It fails tb when the
-// controller does not start.
-func StartController(tb testing.TB, cfgPath string) *Daemon {
-	tb.Helper()
-	d, err := RunController(cfgPath)
-	if err != nil {
-		tb.Fatalf("start controller: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := d.Stop(); err != nil {
-			tb.Errorf("stop controller: %v", err)
-		}
-	})
-	return d
 }
 
 // Pool is the pool FQDN of the topologies WriteTopology writes.

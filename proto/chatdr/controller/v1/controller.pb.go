@@ -1082,6 +1082,1671 @@ func (x *ReloadTopologyResponse) GetAgents() int32 {
 	return 0
 }
 
+// StartRunRequest names the pool and kind of run, with the options of
+// BuildPlanRequest.
+type StartRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool FQDN; must be the topology's.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Kind of plan.
+	Kind PlanKind `protobuf:"varint,2,opt,name=kind,proto3,enum=chatdr.controller.v1.PlanKind" json:"kind,omitempty"`
+	// Do not re-create database mirroring in the new site.
+	SkipMirroring bool `protobuf:"varint,3,opt,name=skip_mirroring,json=skipMirroring,proto3" json:"skip_mirroring,omitempty"`
+	// Force past a split-brain refusal; needs force_reason.
+	ForceSplitBrain bool `protobuf:"varint,4,opt,name=force_split_brain,json=forceSplitBrain,proto3" json:"force_split_brain,omitempty"`
+	// Force past a pool-state refusal; needs force_reason.
+	ForcePoolState bool `protobuf:"varint,5,opt,name=force_pool_state,json=forcePoolState,proto3" json:"force_pool_state,omitempty"`
+	// Why the operator forces; recorded in the plan and the audit log.
+	ForceReason string `protobuf:"bytes,6,opt,name=force_reason,json=forceReason,proto3" json:"force_reason,omitempty"`
+	// Why the run is started (audited).
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Start although the pool's previous failover/failback is not
+	// acknowledged; needs force_reason.
+	ForceUnacknowledged bool `protobuf:"varint,8,opt,name=force_unacknowledged,json=forceUnacknowledged,proto3" json:"force_unacknowledged,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *StartRunRequest) Reset() {
+	*x = StartRunRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartRunRequest) ProtoMessage() {}
+
+func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
+func (*StartRunRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *StartRunRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *StartRunRequest) GetKind() PlanKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanKind_PLAN_KIND_UNSPECIFIED
+}
+
+func (x *StartRunRequest) GetSkipMirroring() bool {
+	if x != nil {
+		return x.SkipMirroring
+	}
+	return false
+}
+
+func (x *StartRunRequest) GetForceSplitBrain() bool {
+	if x != nil {
+		return x.ForceSplitBrain
+	}
+	return false
+}
+
+func (x *StartRunRequest) GetForcePoolState() bool {
+	if x != nil {
+		return x.ForcePoolState
+	}
+	return false
+}
+
+func (x *StartRunRequest) GetForceReason() string {
+	if x != nil {
+		return x.ForceReason
+	}
+	return ""
+}
+
+func (x *StartRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *StartRunRequest) GetForceUnacknowledged() bool {
+	if x != nil {
+		return x.ForceUnacknowledged
+	}
+	return false
+}
+
+// StartRunResponse is the run just registered.
+type StartRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run's ID (run-N).
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// The run as registered (state pending).
+	Run           *Run `protobuf:"bytes,2,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartRunResponse) Reset() {
+	*x = StartRunResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartRunResponse) ProtoMessage() {}
+
+func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
+func (*StartRunResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StartRunResponse) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *StartRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// GetRunRequest names a run.
+type GetRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run ID (run-N).
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunRequest) Reset() {
+	*x = GetRunRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunRequest) ProtoMessage() {}
+
+func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
+func (*GetRunRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+// GetRunResponse is the run.
+type GetRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRunResponse) Reset() {
+	*x = GetRunResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRunResponse) ProtoMessage() {}
+
+func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
+func (*GetRunResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// ListRunsRequest bounds the listing.
+type ListRunsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many runs; 0 means all.
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsRequest) Reset() {
+	*x = ListRunsRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsRequest) ProtoMessage() {}
+
+func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
+func (*ListRunsRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListRunsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListRunsResponse is the runs, newest first.
+type ListRunsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The runs, without step outputs.
+	Runs          []*Run `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRunsResponse) Reset() {
+	*x = ListRunsResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRunsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRunsResponse) ProtoMessage() {}
+
+func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
+func (*ListRunsResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListRunsResponse) GetRuns() []*Run {
+	if x != nil {
+		return x.Runs
+	}
+	return nil
+}
+
+// ApproveStepRequest names the step and why it is approved.
+type ApproveStepRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run ID.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Step ID; empty means the one step of the run waiting for approval.
+	StepId string `protobuf:"bytes,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// Why it is approved; required.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveStepRequest) Reset() {
+	*x = ApproveStepRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveStepRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveStepRequest) ProtoMessage() {}
+
+func (x *ApproveStepRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveStepRequest.ProtoReflect.Descriptor instead.
+func (*ApproveStepRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ApproveStepRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ApproveStepRequest) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *ApproveStepRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ApproveStepResponse is the run after the approval.
+type ApproveStepResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run.
+	Run *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	// The step approved.
+	StepId string `protobuf:"bytes,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// The step has all its approvers now.
+	Complete      bool `protobuf:"varint,3,opt,name=complete,proto3" json:"complete,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveStepResponse) Reset() {
+	*x = ApproveStepResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveStepResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveStepResponse) ProtoMessage() {}
+
+func (x *ApproveStepResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveStepResponse.ProtoReflect.Descriptor instead.
+func (*ApproveStepResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ApproveStepResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+func (x *ApproveStepResponse) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *ApproveStepResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+// CancelRunRequest names the run.
+type CancelRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run ID.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Why (audited).
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunRequest) Reset() {
+	*x = CancelRunRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunRequest) ProtoMessage() {}
+
+func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
+func (*CancelRunRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CancelRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CancelRunRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// CancelRunResponse is the run after the cancel request.
+type CancelRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run (cancelling or cancelled).
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRunResponse) Reset() {
+	*x = CancelRunResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRunResponse) ProtoMessage() {}
+
+func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
+func (*CancelRunResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CancelRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// ResumeRunRequest names the run.
+type ResumeRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run ID.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeRunRequest) Reset() {
+	*x = ResumeRunRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeRunRequest) ProtoMessage() {}
+
+func (x *ResumeRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeRunRequest.ProtoReflect.Descriptor instead.
+func (*ResumeRunRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ResumeRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+// ResumeRunResponse is the run after the resume.
+type ResumeRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeRunResponse) Reset() {
+	*x = ResumeRunResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeRunResponse) ProtoMessage() {}
+
+func (x *ResumeRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeRunResponse.ProtoReflect.Descriptor instead.
+func (*ResumeRunResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ResumeRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// AcknowledgeRunRequest names the run.
+type AcknowledgeRunRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run ID.
+	RunId         string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeRunRequest) Reset() {
+	*x = AcknowledgeRunRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeRunRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeRunRequest) ProtoMessage() {}
+
+func (x *AcknowledgeRunRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeRunRequest.ProtoReflect.Descriptor instead.
+func (*AcknowledgeRunRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AcknowledgeRunRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+// AcknowledgeRunResponse is the run after the acknowledgement.
+type AcknowledgeRunResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The run.
+	Run           *Run `protobuf:"bytes,1,opt,name=run,proto3" json:"run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcknowledgeRunResponse) Reset() {
+	*x = AcknowledgeRunResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcknowledgeRunResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcknowledgeRunResponse) ProtoMessage() {}
+
+func (x *AcknowledgeRunResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcknowledgeRunResponse.ProtoReflect.Descriptor instead.
+func (*AcknowledgeRunResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AcknowledgeRunResponse) GetRun() *Run {
+	if x != nil {
+		return x.Run
+	}
+	return nil
+}
+
+// Run is a plan being (or having been) executed.
+type Run struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Run ID (run-N).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Pool FQDN.
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Kind of plan.
+	Kind PlanKind `protobuf:"varint,3,opt,name=kind,proto3,enum=chatdr.controller.v1.PlanKind" json:"kind,omitempty"`
+	// pending, running, waiting_approval, paused, cancelling, cancelled,
+	// succeeded, failed or acknowledged.
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// Who started it.
+	StartedBy string `protobuf:"bytes,5,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	// Why it was started.
+	Reason string `protobuf:"bytes,6,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When it was created and last changed.
+	Created *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created,proto3" json:"created,omitempty"`
+	// When it was last changed.
+	Updated *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated,proto3" json:"updated,omitempty"`
+	// When it left pending.
+	Started *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started,proto3" json:"started,omitempty"`
+	// When it finished.
+	Ended *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=ended,proto3" json:"ended,omitempty"`
+	// Why it is paused or failed.
+	Error *RunError `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// Every step, in plan order.
+	Steps []*RunStep `protobuf:"bytes,12,rep,name=steps,proto3" json:"steps,omitempty"`
+	// Who cancelled it, and why.
+	CancelledBy string `protobuf:"bytes,13,opt,name=cancelled_by,json=cancelledBy,proto3" json:"cancelled_by,omitempty"`
+	// Why it was cancelled.
+	CancelReason string `protobuf:"bytes,14,opt,name=cancel_reason,json=cancelReason,proto3" json:"cancel_reason,omitempty"`
+	// Who last resumed it.
+	ResumedBy string `protobuf:"bytes,15,opt,name=resumed_by,json=resumedBy,proto3" json:"resumed_by,omitempty"`
+	// Who acknowledged it.
+	AcknowledgedBy string `protobuf:"bytes,16,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
+	// The refusals overridden when it was started, with the reason (JSON).
+	ForceJson     string `protobuf:"bytes,17,opt,name=force_json,json=forceJson,proto3" json:"force_json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Run) Reset() {
+	*x = Run{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Run) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Run) ProtoMessage() {}
+
+func (x *Run) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Run.ProtoReflect.Descriptor instead.
+func (*Run) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *Run) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Run) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *Run) GetKind() PlanKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanKind_PLAN_KIND_UNSPECIFIED
+}
+
+func (x *Run) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *Run) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *Run) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Run) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Run) GetUpdated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Updated
+	}
+	return nil
+}
+
+func (x *Run) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *Run) GetEnded() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Ended
+	}
+	return nil
+}
+
+func (x *Run) GetError() *RunError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *Run) GetSteps() []*RunStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *Run) GetCancelledBy() string {
+	if x != nil {
+		return x.CancelledBy
+	}
+	return ""
+}
+
+func (x *Run) GetCancelReason() string {
+	if x != nil {
+		return x.CancelReason
+	}
+	return ""
+}
+
+func (x *Run) GetResumedBy() string {
+	if x != nil {
+		return x.ResumedBy
+	}
+	return ""
+}
+
+func (x *Run) GetAcknowledgedBy() string {
+	if x != nil {
+		return x.AcknowledgedBy
+	}
+	return ""
+}
+
+func (x *Run) GetForceJson() string {
+	if x != nil {
+		return x.ForceJson
+	}
+	return ""
+}
+
+// RunStep is one step of a run.
+type RunStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Step ID.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Group name.
+	Group string `protobuf:"bytes,2,opt,name=group,proto3" json:"group,omitempty"`
+	// Group position, from 0.
+	GroupIndex int32 `protobuf:"varint,3,opt,name=group_index,json=groupIndex,proto3" json:"group_index,omitempty"`
+	// Agent host.
+	Host string `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
+	// Plugin action.
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// pending, waiting_approval, running, retry_wait, succeeded, failed,
+	// skipped or cancelled.
+	State string `protobuf:"bytes,6,opt,name=state,proto3" json:"state,omitempty"`
+	// Attempts made.
+	Attempts int32 `protobuf:"varint,7,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Attempts allowed.
+	MaxAttempts int32 `protobuf:"varint,8,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
+	// When the first attempt started.
+	Started *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=started,proto3" json:"started,omitempty"`
+	// When the step ended.
+	Ended *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=ended,proto3" json:"ended,omitempty"`
+	// The last error.
+	Error *RunError `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
+	// The successful attempt's output (JSON), empty otherwise.
+	OutputJson string `protobuf:"bytes,12,opt,name=output_json,json=outputJson,proto3" json:"output_json,omitempty"`
+	// Distinct approvers needed.
+	RequiredApprovers int32 `protobuf:"varint,13,opt,name=required_approvers,json=requiredApprovers,proto3" json:"required_approvers,omitempty"`
+	// Approvals given.
+	Approvals []*Approval `protobuf:"bytes,14,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// The action can lose data or cannot be undone.
+	Destructive bool `protobuf:"varint,15,opt,name=destructive,proto3" json:"destructive,omitempty"`
+	// Why it was skipped.
+	SkipReason    string `protobuf:"bytes,16,opt,name=skip_reason,json=skipReason,proto3" json:"skip_reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunStep) Reset() {
+	*x = RunStep{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunStep) ProtoMessage() {}
+
+func (x *RunStep) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunStep.ProtoReflect.Descriptor instead.
+func (*RunStep) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *RunStep) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RunStep) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *RunStep) GetGroupIndex() int32 {
+	if x != nil {
+		return x.GroupIndex
+	}
+	return 0
+}
+
+func (x *RunStep) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RunStep) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *RunStep) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RunStep) GetAttempts() int32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RunStep) GetMaxAttempts() int32 {
+	if x != nil {
+		return x.MaxAttempts
+	}
+	return 0
+}
+
+func (x *RunStep) GetStarted() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Started
+	}
+	return nil
+}
+
+func (x *RunStep) GetEnded() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Ended
+	}
+	return nil
+}
+
+func (x *RunStep) GetError() *RunError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+func (x *RunStep) GetOutputJson() string {
+	if x != nil {
+		return x.OutputJson
+	}
+	return ""
+}
+
+func (x *RunStep) GetRequiredApprovers() int32 {
+	if x != nil {
+		return x.RequiredApprovers
+	}
+	return 0
+}
+
+func (x *RunStep) GetApprovals() []*Approval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *RunStep) GetDestructive() bool {
+	if x != nil {
+		return x.Destructive
+	}
+	return false
+}
+
+func (x *RunStep) GetSkipReason() string {
+	if x != nil {
+		return x.SkipReason
+	}
+	return ""
+}
+
+// RunError is what failed, where, and what to do next.
+type RunError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Short machine-readable code.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// What failed.
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// Agent host involved.
+	Host string `protobuf:"bytes,3,opt,name=host,proto3" json:"host,omitempty"`
+	// What to do next.
+	Hint string `protobuf:"bytes,4,opt,name=hint,proto3" json:"hint,omitempty"`
+	// The agent said a retry may succeed.
+	Retryable     bool `protobuf:"varint,5,opt,name=retryable,proto3" json:"retryable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunError) Reset() {
+	*x = RunError{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunError) ProtoMessage() {}
+
+func (x *RunError) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunError.ProtoReflect.Descriptor instead.
+func (*RunError) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RunError) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *RunError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *RunError) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *RunError) GetHint() string {
+	if x != nil {
+		return x.Hint
+	}
+	return ""
+}
+
+func (x *RunError) GetRetryable() bool {
+	if x != nil {
+		return x.Retryable
+	}
+	return false
+}
+
+// Approval is one approval of a step.
+type Approval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Approver's certificate name.
+	Approver string `protobuf:"bytes,1,opt,name=approver,proto3" json:"approver,omitempty"`
+	// Approver's role.
+	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	// Why.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *Approval) GetApprover() string {
+	if x != nil {
+		return x.Approver
+	}
+	return ""
+}
+
+func (x *Approval) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Approval) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Approval) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// ListAuditRequest filters the audit log; empty fields match everything.
+type ListAuditRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only entries of this run.
+	RunId string `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Only entries of this step.
+	StepId string `protobuf:"bytes,2,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// Only this action; a trailing * matches a prefix.
+	Action string `protobuf:"bytes,3,opt,name=action,proto3" json:"action,omitempty"`
+	// Only entries by this actor (case-insensitive).
+	Actor string `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Only entries after this sequence number.
+	AfterSeq uint64 `protobuf:"varint,5,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	// At most this many entries; 0 means all.
+	Limit         int32 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditRequest) Reset() {
+	*x = ListAuditRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditRequest) ProtoMessage() {}
+
+func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListAuditRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ListAuditRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *ListAuditRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListAuditResponse is the entries, oldest first.
+type ListAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entries.
+	Entries       []*AuditEntry `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditResponse) Reset() {
+	*x = ListAuditResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditResponse) ProtoMessage() {}
+
+func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListAuditResponse) GetEntries() []*AuditEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// AuditEntry is one entry of the hash-chained audit log.
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sequence number, from 1 without gaps.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// When.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// Who (certificate name, or controller).
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// Their role.
+	ActorRole string `protobuf:"bytes,4,opt,name=actor_role,json=actorRole,proto3" json:"actor_role,omitempty"`
+	// What happened.
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// Run concerned.
+	RunId string `protobuf:"bytes,6,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	// Step concerned.
+	StepId string `protobuf:"bytes,7,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// Action-specific details (JSON).
+	DetailsJson string `protobuf:"bytes,8,opt,name=details_json,json=detailsJson,proto3" json:"details_json,omitempty"`
+	// Previous entry's hash.
+	PrevHash string `protobuf:"bytes,9,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	// This entry's hash.
+	Hash          string `protobuf:"bytes,10,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *AuditEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetActorRole() string {
+	if x != nil {
+		return x.ActorRole
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetDetailsJson() string {
+	if x != nil {
+		return x.DetailsJson
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+// VerifyAuditRequest has no fields.
+type VerifyAuditRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditRequest) Reset() {
+	*x = VerifyAuditRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditRequest) ProtoMessage() {}
+
+func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
+func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{33}
+}
+
+// VerifyAuditResponse says whether the chain is intact.
+type VerifyAuditResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The chain is intact.
+	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// First bad sequence number when not ok.
+	FirstBad uint64 `protobuf:"varint,2,opt,name=first_bad,json=firstBad,proto3" json:"first_bad,omitempty"`
+	// Sequence number of the newest entry.
+	HeadSeq uint64 `protobuf:"varint,3,opt,name=head_seq,json=headSeq,proto3" json:"head_seq,omitempty"`
+	// Hash of the newest entry.
+	HeadHash      string `protobuf:"bytes,4,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyAuditResponse) Reset() {
+	*x = VerifyAuditResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyAuditResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyAuditResponse) ProtoMessage() {}
+
+func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
+func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *VerifyAuditResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyAuditResponse) GetFirstBad() uint64 {
+	if x != nil {
+		return x.FirstBad
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *VerifyAuditResponse) GetHeadHash() string {
+	if x != nil {
+		return x.HeadHash
+	}
+	return ""
+}
+
 var File_chatdr_controller_v1_controller_proto protoreflect.FileDescriptor
 
 const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
@@ -1168,16 +2833,149 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x15ReloadTopologyRequest\"D\n" +
 	"\x16ReloadTopologyResponse\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x16\n" +
-	"\x06agents\x18\x02 \x01(\x05R\x06agents*~\n" +
+	"\x06agents\x18\x02 \x01(\x05R\x06agents\"\xc4\x02\n" +
+	"\x0fStartRunRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x122\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\x12%\n" +
+	"\x0eskip_mirroring\x18\x03 \x01(\bR\rskipMirroring\x12*\n" +
+	"\x11force_split_brain\x18\x04 \x01(\bR\x0fforceSplitBrain\x12(\n" +
+	"\x10force_pool_state\x18\x05 \x01(\bR\x0eforcePoolState\x12!\n" +
+	"\fforce_reason\x18\x06 \x01(\tR\vforceReason\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x121\n" +
+	"\x14force_unacknowledged\x18\b \x01(\bR\x13forceUnacknowledged\"V\n" +
+	"\x10StartRunResponse\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12+\n" +
+	"\x03run\x18\x02 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\"&\n" +
+	"\rGetRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"=\n" +
+	"\x0eGetRunResponse\x12+\n" +
+	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\"'\n" +
+	"\x0fListRunsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"A\n" +
+	"\x10ListRunsResponse\x12-\n" +
+	"\x04runs\x18\x01 \x03(\v2\x19.chatdr.controller.v1.RunR\x04runs\"\\\n" +
+	"\x12ApproveStepRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n" +
+	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"w\n" +
+	"\x13ApproveStepResponse\x12+\n" +
+	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\x12\x17\n" +
+	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12\x1a\n" +
+	"\bcomplete\x18\x03 \x01(\bR\bcomplete\"A\n" +
+	"\x10CancelRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"@\n" +
+	"\x11CancelRunResponse\x12+\n" +
+	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\")\n" +
+	"\x10ResumeRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"@\n" +
+	"\x11ResumeRunResponse\x12+\n" +
+	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\".\n" +
+	"\x15AcknowledgeRunRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\"E\n" +
+	"\x16AcknowledgeRunResponse\x12+\n" +
+	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\"\x98\x05\n" +
+	"\x03Run\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x122\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x05 \x01(\tR\tstartedBy\x12\x16\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason\x124\n" +
+	"\acreated\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\aupdated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\x124\n" +
+	"\astarted\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
+	"\x05ended\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x124\n" +
+	"\x05error\x18\v \x01(\v2\x1e.chatdr.controller.v1.RunErrorR\x05error\x123\n" +
+	"\x05steps\x18\f \x03(\v2\x1d.chatdr.controller.v1.RunStepR\x05steps\x12!\n" +
+	"\fcancelled_by\x18\r \x01(\tR\vcancelledBy\x12#\n" +
+	"\rcancel_reason\x18\x0e \x01(\tR\fcancelReason\x12\x1d\n" +
+	"\n" +
+	"resumed_by\x18\x0f \x01(\tR\tresumedBy\x12'\n" +
+	"\x0facknowledged_by\x18\x10 \x01(\tR\x0eacknowledgedBy\x12\x1d\n" +
+	"\n" +
+	"force_json\x18\x11 \x01(\tR\tforceJson\"\xc0\x04\n" +
+	"\aRunStep\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1f\n" +
+	"\vgroup_index\x18\x03 \x01(\x05R\n" +
+	"groupIndex\x12\x12\n" +
+	"\x04host\x18\x04 \x01(\tR\x04host\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x14\n" +
+	"\x05state\x18\x06 \x01(\tR\x05state\x12\x1a\n" +
+	"\battempts\x18\a \x01(\x05R\battempts\x12!\n" +
+	"\fmax_attempts\x18\b \x01(\x05R\vmaxAttempts\x124\n" +
+	"\astarted\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\astarted\x120\n" +
+	"\x05ended\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x05ended\x124\n" +
+	"\x05error\x18\v \x01(\v2\x1e.chatdr.controller.v1.RunErrorR\x05error\x12\x1f\n" +
+	"\voutput_json\x18\f \x01(\tR\n" +
+	"outputJson\x12-\n" +
+	"\x12required_approvers\x18\r \x01(\x05R\x11requiredApprovers\x12<\n" +
+	"\tapprovals\x18\x0e \x03(\v2\x1e.chatdr.controller.v1.ApprovalR\tapprovals\x12 \n" +
+	"\vdestructive\x18\x0f \x01(\bR\vdestructive\x12\x1f\n" +
+	"\vskip_reason\x18\x10 \x01(\tR\n" +
+	"skipReason\"~\n" +
+	"\bRunError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
+	"\x04host\x18\x03 \x01(\tR\x04host\x12\x12\n" +
+	"\x04hint\x18\x04 \x01(\tR\x04hint\x12\x1c\n" +
+	"\tretryable\x18\x05 \x01(\bR\tretryable\"\x82\x01\n" +
+	"\bApproval\x12\x1a\n" +
+	"\bapprover\x18\x01 \x01(\tR\bapprover\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12.\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xa3\x01\n" +
+	"\x10ListAuditRequest\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x17\n" +
+	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12\x16\n" +
+	"\x06action\x18\x03 \x01(\tR\x06action\x12\x14\n" +
+	"\x05actor\x18\x04 \x01(\tR\x05actor\x12\x1b\n" +
+	"\tafter_seq\x18\x05 \x01(\x04R\bafterSeq\x12\x14\n" +
+	"\x05limit\x18\x06 \x01(\x05R\x05limit\"O\n" +
+	"\x11ListAuditResponse\x12:\n" +
+	"\aentries\x18\x01 \x03(\v2 .chatdr.controller.v1.AuditEntryR\aentries\"\x9f\x02\n" +
+	"\n" +
+	"AuditEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"actor_role\x18\x04 \x01(\tR\tactorRole\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x15\n" +
+	"\x06run_id\x18\x06 \x01(\tR\x05runId\x12\x17\n" +
+	"\astep_id\x18\a \x01(\tR\x06stepId\x12!\n" +
+	"\fdetails_json\x18\b \x01(\tR\vdetailsJson\x12\x1b\n" +
+	"\tprev_hash\x18\t \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\n" +
+	" \x01(\tR\x04hash\"\x14\n" +
+	"\x12VerifyAuditRequest\"z\n" +
+	"\x13VerifyAuditResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x1b\n" +
+	"\tfirst_bad\x18\x02 \x01(\x04R\bfirstBad\x12\x19\n" +
+	"\bhead_seq\x18\x03 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_hash\x18\x04 \x01(\tR\bheadHash*~\n" +
 	"\bPlanKind\x12\x19\n" +
 	"\x15PLAN_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPLAN_KIND_FAILOVER_PLANNED\x10\x01\x12\x1f\n" +
 	"\x1bPLAN_KIND_FAILOVER_DISASTER\x10\x02\x12\x16\n" +
-	"\x12PLAN_KIND_FAILBACK\x10\x032\xcb\x02\n" +
+	"\x12PLAN_KIND_FAILBACK\x10\x032\xa5\t\n" +
 	"\x11ControllerService\x12k\n" +
 	"\x0eGetFleetStatus\x12+.chatdr.controller.v1.GetFleetStatusRequest\x1a,.chatdr.controller.v1.GetFleetStatusResponse\x12k\n" +
 	"\x0eReloadTopology\x12+.chatdr.controller.v1.ReloadTopologyRequest\x1a,.chatdr.controller.v1.ReloadTopologyResponse\x12\\\n" +
-	"\tBuildPlan\x12&.chatdr.controller.v1.BuildPlanRequest\x1a'.chatdr.controller.v1.BuildPlanResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
+	"\tBuildPlan\x12&.chatdr.controller.v1.BuildPlanRequest\x1a'.chatdr.controller.v1.BuildPlanResponse\x12Y\n" +
+	"\bStartRun\x12%.chatdr.controller.v1.StartRunRequest\x1a&.chatdr.controller.v1.StartRunResponse\x12S\n" +
+	"\x06GetRun\x12#.chatdr.controller.v1.GetRunRequest\x1a$.chatdr.controller.v1.GetRunResponse\x12Y\n" +
+	"\bListRuns\x12%.chatdr.controller.v1.ListRunsRequest\x1a&.chatdr.controller.v1.ListRunsResponse\x12b\n" +
+	"\vApproveStep\x12(.chatdr.controller.v1.ApproveStepRequest\x1a).chatdr.controller.v1.ApproveStepResponse\x12\\\n" +
+	"\tCancelRun\x12&.chatdr.controller.v1.CancelRunRequest\x1a'.chatdr.controller.v1.CancelRunResponse\x12\\\n" +
+	"\tResumeRun\x12&.chatdr.controller.v1.ResumeRunRequest\x1a'.chatdr.controller.v1.ResumeRunResponse\x12k\n" +
+	"\x0eAcknowledgeRun\x12+.chatdr.controller.v1.AcknowledgeRunRequest\x1a,.chatdr.controller.v1.AcknowledgeRunResponse\x12\\\n" +
+	"\tListAudit\x12&.chatdr.controller.v1.ListAuditRequest\x1a'.chatdr.controller.v1.ListAuditResponse\x12b\n" +
+	"\vVerifyAudit\x12(.chatdr.controller.v1.VerifyAuditRequest\x1a).chatdr.controller.v1.VerifyAuditResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
 
 var (
 	file_chatdr_controller_v1_controller_proto_rawDescOnce sync.Once
@@ -1192,7 +2990,7 @@ func file_chatdr_controller_v1_controller_proto_rawDescGZIP() []byte {
 }
 
 var file_chatdr_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_chatdr_controller_v1_controller_proto_goTypes = []any{
 	(PlanKind)(0),                  // 0: chatdr.controller.v1.PlanKind
 	(*BuildPlanRequest)(nil),       // 1: chatdr.controller.v1.BuildPlanRequest
@@ -1207,13 +3005,36 @@ var file_chatdr_controller_v1_controller_proto_goTypes = []any{
 	(*AgentStatus)(nil),            // 10: chatdr.controller.v1.AgentStatus
 	(*ReloadTopologyRequest)(nil),  // 11: chatdr.controller.v1.ReloadTopologyRequest
 	(*ReloadTopologyResponse)(nil), // 12: chatdr.controller.v1.ReloadTopologyResponse
-	nil,                            // 13: chatdr.controller.v1.PlanStep.ExpectFromEntry
-	(*structpb.Struct)(nil),        // 14: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 15: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 16: google.protobuf.Timestamp
-	(*v1.HostInfo)(nil),            // 17: chatdr.agent.v1.HostInfo
-	(*v1.PluginInfo)(nil),          // 18: chatdr.agent.v1.PluginInfo
-	(*v1.Fact)(nil),                // 19: chatdr.agent.v1.Fact
+	(*StartRunRequest)(nil),        // 13: chatdr.controller.v1.StartRunRequest
+	(*StartRunResponse)(nil),       // 14: chatdr.controller.v1.StartRunResponse
+	(*GetRunRequest)(nil),          // 15: chatdr.controller.v1.GetRunRequest
+	(*GetRunResponse)(nil),         // 16: chatdr.controller.v1.GetRunResponse
+	(*ListRunsRequest)(nil),        // 17: chatdr.controller.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),       // 18: chatdr.controller.v1.ListRunsResponse
+	(*ApproveStepRequest)(nil),     // 19: chatdr.controller.v1.ApproveStepRequest
+	(*ApproveStepResponse)(nil),    // 20: chatdr.controller.v1.ApproveStepResponse
+	(*CancelRunRequest)(nil),       // 21: chatdr.controller.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),      // 22: chatdr.controller.v1.CancelRunResponse
+	(*ResumeRunRequest)(nil),       // 23: chatdr.controller.v1.ResumeRunRequest
+	(*ResumeRunResponse)(nil),      // 24: chatdr.controller.v1.ResumeRunResponse
+	(*AcknowledgeRunRequest)(nil),  // 25: chatdr.controller.v1.AcknowledgeRunRequest
+	(*AcknowledgeRunResponse)(nil), // 26: chatdr.controller.v1.AcknowledgeRunResponse
+	(*Run)(nil),                    // 27: chatdr.controller.v1.Run
+	(*RunStep)(nil),                // 28: chatdr.controller.v1.RunStep
+	(*RunError)(nil),               // 29: chatdr.controller.v1.RunError
+	(*Approval)(nil),               // 30: chatdr.controller.v1.Approval
+	(*ListAuditRequest)(nil),       // 31: chatdr.controller.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),      // 32: chatdr.controller.v1.ListAuditResponse
+	(*AuditEntry)(nil),             // 33: chatdr.controller.v1.AuditEntry
+	(*VerifyAuditRequest)(nil),     // 34: chatdr.controller.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),    // 35: chatdr.controller.v1.VerifyAuditResponse
+	nil,                            // 36: chatdr.controller.v1.PlanStep.ExpectFromEntry
+	(*structpb.Struct)(nil),        // 37: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 38: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 39: google.protobuf.Timestamp
+	(*v1.HostInfo)(nil),            // 40: chatdr.agent.v1.HostInfo
+	(*v1.PluginInfo)(nil),          // 41: chatdr.agent.v1.PluginInfo
+	(*v1.Fact)(nil),                // 42: chatdr.agent.v1.Fact
 }
 var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
 	0,  // 0: chatdr.controller.v1.BuildPlanRequest.kind:type_name -> chatdr.controller.v1.PlanKind
@@ -1221,34 +3042,74 @@ var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
 	0,  // 2: chatdr.controller.v1.Plan.kind:type_name -> chatdr.controller.v1.PlanKind
 	4,  // 3: chatdr.controller.v1.Plan.groups:type_name -> chatdr.controller.v1.PlanGroup
 	5,  // 4: chatdr.controller.v1.PlanGroup.steps:type_name -> chatdr.controller.v1.PlanStep
-	14, // 5: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
-	15, // 6: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
-	15, // 7: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
-	15, // 8: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
-	14, // 9: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
-	13, // 10: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
+	37, // 5: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
+	38, // 6: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
+	38, // 7: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
+	38, // 8: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
+	37, // 9: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
+	36, // 10: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
 	6,  // 11: chatdr.controller.v1.PlanStep.guards:type_name -> chatdr.controller.v1.PlanGuard
-	15, // 12: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
+	38, // 12: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
 	9,  // 13: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
 	10, // 14: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
-	16, // 15: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
-	15, // 16: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
-	15, // 17: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
-	17, // 18: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
-	18, // 19: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
-	16, // 20: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
-	19, // 21: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
-	7,  // 22: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
-	11, // 23: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
-	1,  // 24: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
-	8,  // 25: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
-	12, // 26: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
-	2,  // 27: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	39, // 15: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	38, // 16: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
+	38, // 17: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
+	40, // 18: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
+	41, // 19: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
+	39, // 20: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
+	42, // 21: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
+	0,  // 22: chatdr.controller.v1.StartRunRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	27, // 23: chatdr.controller.v1.StartRunResponse.run:type_name -> chatdr.controller.v1.Run
+	27, // 24: chatdr.controller.v1.GetRunResponse.run:type_name -> chatdr.controller.v1.Run
+	27, // 25: chatdr.controller.v1.ListRunsResponse.runs:type_name -> chatdr.controller.v1.Run
+	27, // 26: chatdr.controller.v1.ApproveStepResponse.run:type_name -> chatdr.controller.v1.Run
+	27, // 27: chatdr.controller.v1.CancelRunResponse.run:type_name -> chatdr.controller.v1.Run
+	27, // 28: chatdr.controller.v1.ResumeRunResponse.run:type_name -> chatdr.controller.v1.Run
+	27, // 29: chatdr.controller.v1.AcknowledgeRunResponse.run:type_name -> chatdr.controller.v1.Run
+	0,  // 30: chatdr.controller.v1.Run.kind:type_name -> chatdr.controller.v1.PlanKind
+	39, // 31: chatdr.controller.v1.Run.created:type_name -> google.protobuf.Timestamp
+	39, // 32: chatdr.controller.v1.Run.updated:type_name -> google.protobuf.Timestamp
+	39, // 33: chatdr.controller.v1.Run.started:type_name -> google.protobuf.Timestamp
+	39, // 34: chatdr.controller.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	29, // 35: chatdr.controller.v1.Run.error:type_name -> chatdr.controller.v1.RunError
+	28, // 36: chatdr.controller.v1.Run.steps:type_name -> chatdr.controller.v1.RunStep
+	39, // 37: chatdr.controller.v1.RunStep.started:type_name -> google.protobuf.Timestamp
+	39, // 38: chatdr.controller.v1.RunStep.ended:type_name -> google.protobuf.Timestamp
+	29, // 39: chatdr.controller.v1.RunStep.error:type_name -> chatdr.controller.v1.RunError
+	30, // 40: chatdr.controller.v1.RunStep.approvals:type_name -> chatdr.controller.v1.Approval
+	39, // 41: chatdr.controller.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	33, // 42: chatdr.controller.v1.ListAuditResponse.entries:type_name -> chatdr.controller.v1.AuditEntry
+	39, // 43: chatdr.controller.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	7,  // 44: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
+	11, // 45: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
+	1,  // 46: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
+	13, // 47: chatdr.controller.v1.ControllerService.StartRun:input_type -> chatdr.controller.v1.StartRunRequest
+	15, // 48: chatdr.controller.v1.ControllerService.GetRun:input_type -> chatdr.controller.v1.GetRunRequest
+	17, // 49: chatdr.controller.v1.ControllerService.ListRuns:input_type -> chatdr.controller.v1.ListRunsRequest
+	19, // 50: chatdr.controller.v1.ControllerService.ApproveStep:input_type -> chatdr.controller.v1.ApproveStepRequest
+	21, // 51: chatdr.controller.v1.ControllerService.CancelRun:input_type -> chatdr.controller.v1.CancelRunRequest
+	23, // 52: chatdr.controller.v1.ControllerService.ResumeRun:input_type -> chatdr.controller.v1.ResumeRunRequest
+	25, // 53: chatdr.controller.v1.ControllerService.AcknowledgeRun:input_type -> chatdr.controller.v1.AcknowledgeRunRequest
+	31, // 54: chatdr.controller.v1.ControllerService.ListAudit:input_type -> chatdr.controller.v1.ListAuditRequest
+	34, // 55: chatdr.controller.v1.ControllerService.VerifyAudit:input_type -> chatdr.controller.v1.VerifyAuditRequest
+	8,  // 56: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
+	12, // 57: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
+	2,  // 58: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
+	14, // 59: chatdr.controller.v1.ControllerService.StartRun:output_type -> chatdr.controller.v1.StartRunResponse
+	16, // 60: chatdr.controller.v1.ControllerService.GetRun:output_type -> chatdr.controller.v1.GetRunResponse
+	18, // 61: chatdr.controller.v1.ControllerService.ListRuns:output_type -> chatdr.controller.v1.ListRunsResponse
+	20, // 62: chatdr.controller.v1.ControllerService.ApproveStep:output_type -> chatdr.controller.v1.ApproveStepResponse
+	22, // 63: chatdr.controller.v1.ControllerService.CancelRun:output_type -> chatdr.controller.v1.CancelRunResponse
+	24, // 64: chatdr.controller.v1.ControllerService.ResumeRun:output_type -> chatdr.controller.v1.ResumeRunResponse
+	26, // 65: chatdr.controller.v1.ControllerService.AcknowledgeRun:output_type -> chatdr.controller.v1.AcknowledgeRunResponse
+	32, // 66: chatdr.controller.v1.ControllerService.ListAudit:output_type -> chatdr.controller.v1.ListAuditResponse
+	35, // 67: chatdr.controller.v1.ControllerService.VerifyAudit:output_type -> chatdr.controller.v1.VerifyAuditResponse
+	56, // [56:68] is the sub-list for method output_type
+	44, // [44:56] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_chatdr_controller_v1_controller_proto_init() }
@@ -1262,7 +3123,7 @@ func file_chatdr_controller_v1_controller_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatdr_controller_v1_controller_proto_rawDesc), len(file_chatdr_controller_v1_controller_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

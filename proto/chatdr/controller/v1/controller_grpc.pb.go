@@ -22,6 +22,15 @@ const (
 	ControllerService_GetFleetStatus_FullMethodName = "/chatdr.controller.v1.ControllerService/GetFleetStatus"
 	ControllerService_ReloadTopology_FullMethodName = "/chatdr.controller.v1.ControllerService/ReloadTopology"
 	ControllerService_BuildPlan_FullMethodName      = "/chatdr.controller.v1.ControllerService/BuildPlan"
+	ControllerService_StartRun_FullMethodName       = "/chatdr.controller.v1.ControllerService/StartRun"
+	ControllerService_GetRun_FullMethodName         = "/chatdr.controller.v1.ControllerService/GetRun"
+	ControllerService_ListRuns_FullMethodName       = "/chatdr.controller.v1.ControllerService/ListRuns"
+	ControllerService_ApproveStep_FullMethodName    = "/chatdr.controller.v1.ControllerService/ApproveStep"
+	ControllerService_CancelRun_FullMethodName      = "/chatdr.controller.v1.ControllerService/CancelRun"
+	ControllerService_ResumeRun_FullMethodName      = "/chatdr.controller.v1.ControllerService/ResumeRun"
+	ControllerService_AcknowledgeRun_FullMethodName = "/chatdr.controller.v1.ControllerService/AcknowledgeRun"
+	ControllerService_ListAudit_FullMethodName      = "/chatdr.controller.v1.ControllerService/ListAudit"
+	ControllerService_VerifyAudit_FullMethodName    = "/chatdr.controller.v1.ControllerService/VerifyAudit"
 )
 
 // ControllerServiceClient is the client API for ControllerService service.
@@ -59,6 +68,47 @@ type ControllerServiceClient interface {
 	// a forced reason) fails with FAILED_PRECONDITION or INVALID_ARGUMENT and
 	// says why. Roles: viewer, operator, approver, admin.
 	BuildPlan(ctx context.Context, in *BuildPlanRequest, opts ...grpc.CallOption) (*BuildPlanResponse, error)
+	// StartRun builds the plan exactly as BuildPlan does, from what the agents
+	// report now, registers it as a run started by the caller (which locks the
+	// pool) and starts executing it in the background; it returns at once with
+	// the run. Refusals: unknown pool (NOT_FOUND); bad request (INVALID_ARGUMENT);
+	// a plan the safety rules refuse, a run of the pool still in progress, or a
+	// previous run not acknowledged without force_unacknowledged and a reason
+	// (FAILED_PRECONDITION, naming the run). Nothing is changed when refused.
+	// Roles: operator, admin.
+	StartRun(ctx context.Context, in *StartRunRequest, opts ...grpc.CallOption) (*StartRunResponse, error)
+	// GetRun returns a run: its state, error, and for every step its state,
+	// attempts, times, error, approvals and output. NOT_FOUND for an unknown
+	// run. Roles: viewer, operator, approver, admin.
+	GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error)
+	// ListRuns returns runs newest first, without step outputs. Roles: viewer,
+	// operator, approver, admin.
+	ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error)
+	// ApproveStep records the caller's approval of a step waiting for approval
+	// (the one waiting step when step_id is empty), with a reason. When the
+	// step has all its approvers the run continues. The same person twice is
+	// ALREADY_EXISTS; a step not waiting is FAILED_PRECONDITION. Roles:
+	// approver, admin.
+	ApproveStep(ctx context.Context, in *ApproveStepRequest, opts ...grpc.CallOption) (*ApproveStepResponse, error)
+	// CancelRun asks a run to stop: the steps in flight finish (none is
+	// abandoned half-way on an agent), no new step starts, and the run ends
+	// cancelled. FAILED_PRECONDITION for a finished run. Roles: operator, admin.
+	CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error)
+	// ResumeRun resumes a paused run (its failed steps are retried) and
+	// continues executing it in the background. FAILED_PRECONDITION when the
+	// run is not paused. Roles: operator, admin.
+	ResumeRun(ctx context.Context, in *ResumeRunRequest, opts ...grpc.CallOption) (*ResumeRunResponse, error)
+	// AcknowledgeRun acknowledges a finished run, which lifts the block a
+	// succeeded failover or failback puts on the next run of its pool.
+	// FAILED_PRECONDITION when the run is not finished. Roles: operator, admin.
+	AcknowledgeRun(ctx context.Context, in *AcknowledgeRunRequest, opts ...grpc.CallOption) (*AcknowledgeRunResponse, error)
+	// ListAudit returns the audit entries matching the filter, oldest first,
+	// without verifying the chain. Roles: viewer, operator, approver, admin.
+	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
+	// VerifyAudit walks the whole hash chain of the audit log and reports
+	// whether it is intact and, if not, the first entry that was edited,
+	// inserted, moved or deleted. Roles: viewer, operator, approver, admin.
+	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
 }
 
 type controllerServiceClient struct {
@@ -93,6 +143,96 @@ func (c *controllerServiceClient) BuildPlan(ctx context.Context, in *BuildPlanRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(BuildPlanResponse)
 	err := c.cc.Invoke(ctx, ControllerService_BuildPlan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) StartRun(ctx context.Context, in *StartRunRequest, opts ...grpc.CallOption) (*StartRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartRunResponse)
+	err := c.cc.Invoke(ctx, ControllerService_StartRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) GetRun(ctx context.Context, in *GetRunRequest, opts ...grpc.CallOption) (*GetRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRunResponse)
+	err := c.cc.Invoke(ctx, ControllerService_GetRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) ListRuns(ctx context.Context, in *ListRunsRequest, opts ...grpc.CallOption) (*ListRunsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRunsResponse)
+	err := c.cc.Invoke(ctx, ControllerService_ListRuns_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) ApproveStep(ctx context.Context, in *ApproveStepRequest, opts ...grpc.CallOption) (*ApproveStepResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveStepResponse)
+	err := c.cc.Invoke(ctx, ControllerService_ApproveStep_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) CancelRun(ctx context.Context, in *CancelRunRequest, opts ...grpc.CallOption) (*CancelRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelRunResponse)
+	err := c.cc.Invoke(ctx, ControllerService_CancelRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) ResumeRun(ctx context.Context, in *ResumeRunRequest, opts ...grpc.CallOption) (*ResumeRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeRunResponse)
+	err := c.cc.Invoke(ctx, ControllerService_ResumeRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) AcknowledgeRun(ctx context.Context, in *AcknowledgeRunRequest, opts ...grpc.CallOption) (*AcknowledgeRunResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcknowledgeRunResponse)
+	err := c.cc.Invoke(ctx, ControllerService_AcknowledgeRun_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAuditResponse)
+	err := c.cc.Invoke(ctx, ControllerService_ListAudit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyAuditResponse)
+	err := c.cc.Invoke(ctx, ControllerService_VerifyAudit_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -134,6 +274,47 @@ type ControllerServiceServer interface {
 	// a forced reason) fails with FAILED_PRECONDITION or INVALID_ARGUMENT and
 	// says why. Roles: viewer, operator, approver, admin.
 	BuildPlan(context.Context, *BuildPlanRequest) (*BuildPlanResponse, error)
+	// StartRun builds the plan exactly as BuildPlan does, from what the agents
+	// report now, registers it as a run started by the caller (which locks the
+	// pool) and starts executing it in the background; it returns at once with
+	// the run. Refusals: unknown pool (NOT_FOUND); bad request (INVALID_ARGUMENT);
+	// a plan the safety rules refuse, a run of the pool still in progress, or a
+	// previous run not acknowledged without force_unacknowledged and a reason
+	// (FAILED_PRECONDITION, naming the run). Nothing is changed when refused.
+	// Roles: operator, admin.
+	StartRun(context.Context, *StartRunRequest) (*StartRunResponse, error)
+	// GetRun returns a run: its state, error, and for every step its state,
+	// attempts, times, error, approvals and output. NOT_FOUND for an unknown
+	// run. Roles: viewer, operator, approver, admin.
+	GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error)
+	// ListRuns returns runs newest first, without step outputs. Roles: viewer,
+	// operator, approver, admin.
+	ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error)
+	// ApproveStep records the caller's approval of a step waiting for approval
+	// (the one waiting step when step_id is empty), with a reason. When the
+	// step has all its approvers the run continues. The same person twice is
+	// ALREADY_EXISTS; a step not waiting is FAILED_PRECONDITION. Roles:
+	// approver, admin.
+	ApproveStep(context.Context, *ApproveStepRequest) (*ApproveStepResponse, error)
+	// CancelRun asks a run to stop: the steps in flight finish (none is
+	// abandoned half-way on an agent), no new step starts, and the run ends
+	// cancelled. FAILED_PRECONDITION for a finished run. Roles: operator, admin.
+	CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error)
+	// ResumeRun resumes a paused run (its failed steps are retried) and
+	// continues executing it in the background. FAILED_PRECONDITION when the
+	// run is not paused. Roles: operator, admin.
+	ResumeRun(context.Context, *ResumeRunRequest) (*ResumeRunResponse, error)
+	// AcknowledgeRun acknowledges a finished run, which lifts the block a
+	// succeeded failover or failback puts on the next run of its pool.
+	// FAILED_PRECONDITION when the run is not finished. Roles: operator, admin.
+	AcknowledgeRun(context.Context, *AcknowledgeRunRequest) (*AcknowledgeRunResponse, error)
+	// ListAudit returns the audit entries matching the filter, oldest first,
+	// without verifying the chain. Roles: viewer, operator, approver, admin.
+	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
+	// VerifyAudit walks the whole hash chain of the audit log and reports
+	// whether it is intact and, if not, the first entry that was edited,
+	// inserted, moved or deleted. Roles: viewer, operator, approver, admin.
+	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
 	mustEmbedUnimplementedControllerServiceServer()
 }
 
@@ -152,6 +333,33 @@ func (UnimplementedControllerServiceServer) ReloadTopology(context.Context, *Rel
 }
 func (UnimplementedControllerServiceServer) BuildPlan(context.Context, *BuildPlanRequest) (*BuildPlanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method BuildPlan not implemented")
+}
+func (UnimplementedControllerServiceServer) StartRun(context.Context, *StartRunRequest) (*StartRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartRun not implemented")
+}
+func (UnimplementedControllerServiceServer) GetRun(context.Context, *GetRunRequest) (*GetRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRun not implemented")
+}
+func (UnimplementedControllerServiceServer) ListRuns(context.Context, *ListRunsRequest) (*ListRunsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRuns not implemented")
+}
+func (UnimplementedControllerServiceServer) ApproveStep(context.Context, *ApproveStepRequest) (*ApproveStepResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveStep not implemented")
+}
+func (UnimplementedControllerServiceServer) CancelRun(context.Context, *CancelRunRequest) (*CancelRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelRun not implemented")
+}
+func (UnimplementedControllerServiceServer) ResumeRun(context.Context, *ResumeRunRequest) (*ResumeRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeRun not implemented")
+}
+func (UnimplementedControllerServiceServer) AcknowledgeRun(context.Context, *AcknowledgeRunRequest) (*AcknowledgeRunResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcknowledgeRun not implemented")
+}
+func (UnimplementedControllerServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedControllerServiceServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
 }
 func (UnimplementedControllerServiceServer) mustEmbedUnimplementedControllerServiceServer() {}
 func (UnimplementedControllerServiceServer) testEmbeddedByValue()                           {}
@@ -228,6 +436,168 @@ func _ControllerService_BuildPlan_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControllerService_StartRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).StartRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_StartRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).StartRun(ctx, req.(*StartRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_GetRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).GetRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_GetRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).GetRun(ctx, req.(*GetRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_ListRuns_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRunsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).ListRuns(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_ListRuns_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).ListRuns(ctx, req.(*ListRunsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_ApproveStep_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveStepRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).ApproveStep(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_ApproveStep_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).ApproveStep(ctx, req.(*ApproveStepRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_CancelRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).CancelRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_CancelRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).CancelRun(ctx, req.(*CancelRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_ResumeRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).ResumeRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_ResumeRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).ResumeRun(ctx, req.(*ResumeRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_AcknowledgeRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcknowledgeRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).AcknowledgeRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_AcknowledgeRun_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).AcknowledgeRun(ctx, req.(*AcknowledgeRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_ListAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).ListAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_ListAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).ListAudit(ctx, req.(*ListAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_VerifyAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyAuditRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).VerifyAudit(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_VerifyAudit_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).VerifyAudit(ctx, req.(*VerifyAuditRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControllerService_ServiceDesc is the grpc.ServiceDesc for ControllerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -246,6 +616,42 @@ var ControllerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "BuildPlan",
 			Handler:    _ControllerService_BuildPlan_Handler,
+		},
+		{
+			MethodName: "StartRun",
+			Handler:    _ControllerService_StartRun_Handler,
+		},
+		{
+			MethodName: "GetRun",
+			Handler:    _ControllerService_GetRun_Handler,
+		},
+		{
+			MethodName: "ListRuns",
+			Handler:    _ControllerService_ListRuns_Handler,
+		},
+		{
+			MethodName: "ApproveStep",
+			Handler:    _ControllerService_ApproveStep_Handler,
+		},
+		{
+			MethodName: "CancelRun",
+			Handler:    _ControllerService_CancelRun_Handler,
+		},
+		{
+			MethodName: "ResumeRun",
+			Handler:    _ControllerService_ResumeRun_Handler,
+		},
+		{
+			MethodName: "AcknowledgeRun",
+			Handler:    _ControllerService_AcknowledgeRun_Handler,
+		},
+		{
+			MethodName: "ListAudit",
+			Handler:    _ControllerService_ListAudit_Handler,
+		},
+		{
+			MethodName: "VerifyAudit",
+			Handler:    _ControllerService_VerifyAudit_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
