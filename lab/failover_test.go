@@ -84,4 +84,19 @@ func TestLab_PlannedFailover(t *testing.T) {
 
 	a := chatdr(t, viewer, "audit", "verify")
 	require.Equal(t, 0, a.code, a.stderr)
+
+	// Failback (domain §3): after the acknowledgement it runs, and every
+	// message acknowledged in either site is in the primary again.
+	r = chatdr(t, operator, "run", "ack", "run-1")
+	require.Equal(t, 0, r.code, r.stderr)
+	r = chatdr(t, operator, "failback", "--pool", lab.Pool, "--yes", "--wait")
+	require.Equal(t, 0, r.code, "failback: %s\n%s", r.stdout, r.stderr)
+	require.Contains(t, r.stdout, "run run-2: succeeded")
+	m = chatdr(t, viewer, "lab", "messages", "--dir", dir)
+	t.Logf("lab messages after failback: %s", m.stdout)
+	require.Equal(t, 0, m.code, m.stderr)
+	require.Contains(t, m.stdout, "pool Normal, database on sql1.dc1.chatdr.lab")
+	require.Contains(t, m.stdout, " 0 missing")
+	a = chatdr(t, viewer, "audit", "verify")
+	require.Equal(t, 0, a.code, a.stderr)
 }

@@ -69,6 +69,10 @@ func ReadStatus(path string) (Status, error) {
 	return st, err
 }
 
+// serviceName is the Persistent Chat service as the Management Shell lists
+// it; when the CMS says it is stopped, the simulator writes nothing.
+const serviceName = "RTCCHAT"
+
 // Ack is one acknowledged message, as written to the acknowledgement file:
 // id, body, database role and time, tab-separated.
 type Ack struct {
@@ -187,6 +191,7 @@ func (s *Server) loop(ctx context.Context, topo csshell.Topology) error {
 	defer post.Stop()
 	var local csshell.Snapshot
 	var lastRead time.Time
+	serviceUp := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -200,8 +205,13 @@ func (s *Server) loop(ctx context.Context, topo csshell.Topology) error {
 				continue
 			}
 			local, lastRead = snap, time.Now()
+			// Stop-CsWindowsService on this server stops the Persistent
+			// Chat service: a stopped service writes nothing.
+			if running, err := s.store.ServiceRunning(ctx, s.cfg.FQDN, serviceName); err == nil {
+				serviceUp = running
+			}
 		}
-		active := contains(local.ActiveServers, s.cfg.FQDN)
+		active := serviceUp && contains(local.ActiveServers, s.cfg.FQDN)
 		role, in, ok := topo.DatabaseFor(local.PoolState)
 		if !active || !ok {
 			role = ""
