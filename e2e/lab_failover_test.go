@@ -126,12 +126,23 @@ func TestLab_disasterFailover_throughAgents(t *testing.T) {
 		if len(acks) < 20 || out["state"] != "RESTORING" {
 			return fmt.Errorf("%d acks, backup %v", len(acks), out["state"])
 		}
-		var restored int
-		if err := backupDB.QueryRow("SELECT COUNT(*) FROM msdb.dbo.log_shipping_secondary_databases WHERE last_restored_file IS NOT NULL").Scan(&restored); err != nil {
+		// Wait until a restored log backup was taken after some messages
+		// were acknowledged, so that the backup holds real data (its file
+		// name carries the UTC time the primary took it).
+		var last sql.NullString
+		if err := backupDB.QueryRow("SELECT last_restored_file FROM msdb.dbo.log_shipping_secondary_databases WHERE secondary_database = 'mgc'").Scan(&last); err != nil {
 			return err
 		}
-		if restored == 0 {
+		name := filepath.Base(last.String)
+		if len(name) < len("mgc_20060102150405.trn") {
 			return fmt.Errorf("nothing restored yet")
+		}
+		taken, err := time.Parse("20060102150405", strings.TrimSuffix(strings.TrimPrefix(name, "mgc_"), ".trn"))
+		if err != nil {
+			return err
+		}
+		if !taken.After(acks[4].At.UTC().Add(time.Second)) {
+			return fmt.Errorf("last restored %s predates the first messages", name)
 		}
 		return nil
 	}))
@@ -173,8 +184,10 @@ func TestLab_disasterFailover_throughAgents(t *testing.T) {
 	sqlB.ok("t/kill", "mssql.db.kill_sessions", map[string]any{"database": "mgc"})
 	sqlB.twice("t/recover", "mssql.db.recover", map[string]any{"database": "mgc"})
 	mgc := sqlOpen(t, st, backupAddr, "mgc")
-	var maxID int64
-	require.NoError(t, mgc.QueryRow("SELECT MAX(id) FROM dbo.messages").Scan(&maxID))
+	var maxIDv sql.NullInt64 // NULL when nothing reached the backup
+	require.NoError(t, mgc.QueryRow("SELECT MAX(id) FROM dbo.messages").Scan(&maxIDv))
+	maxID := maxIDv.Int64
+	require.Positive(t, maxID, "the backup holds the messages shipped before the loss")
 	present := map[string]bool{}
 	rows, err := mgc.Query("SELECT body FROM dbo.messages")
 	require.NoError(t, err)
