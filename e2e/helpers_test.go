@@ -23,6 +23,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/chatdr/chatdr/internal/pki"
+	"github.com/chatdr/chatdr/internal/proc"
 	"github.com/chatdr/chatdr/internal/testutil"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
 )
@@ -207,17 +208,6 @@ func (a *agentProc) must(key, action string, params map[string]any) (map[string]
 	return r.result.GetOutput().AsMap(), r.result
 }
 
-// processExists reports whether pid is a live, non-zombie process.
-func processExists(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
 // processesWithArgs returns live processes whose command line starts with
 // exe and contains arg, and whose environment names the agent pid.
 func processesWithArgs(exe, arg, agentPID string) []int {
@@ -225,7 +215,7 @@ func processesWithArgs(exe, arg, agentPID string) []int {
 	var out []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil || !processExists(pid) {
+		if err != nil || !proc.Running(pid) {
 			continue
 		}
 		cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chatdr/chatdr/internal/proc"
 	"github.com/chatdr/chatdr/internal/testutil"
 	"github.com/chatdr/chatdr/lab"
 	"github.com/chatdr/chatdr/sim/chat"
@@ -265,7 +266,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 	for _, p := range procs {
 		require.True(t, p.Running, p.Name)
 		require.NoError(t, testutil.Eventually(5*time.Second, 50*time.Millisecond, func() error {
-			if processExists(p.PID) {
+			if proc.Running(p.PID) {
 				return fmt.Errorf("%s (pid %d) still exists", p.Name, p.PID)
 			}
 			return nil

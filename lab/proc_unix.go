@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/chatdr/chatdr/internal/proc"
 )
 
 // detachAttr puts the child in its own session so that it outlives the
@@ -19,16 +21,11 @@ func detachAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setsid: tru
 // processAlive reports whether pid is a live (not zombie) process whose
 // command line contains marker. Where /proc is missing it trusts the pid.
 func processAlive(pid int, marker string) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if !proc.Running(pid) {
 		return false
 	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		_, statErr := os.Stat("/proc/self")
-		return statErr != nil // no /proc at all: trust kill(0)
-	}
-	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
+	if _, err := os.Stat("/proc/self"); err != nil {
+		return true // no /proc: the pid is all there is to go by
 	}
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/chatdr/chatdr/agent/pluginhost"
+	"github.com/chatdr/chatdr/internal/proc"
 	"github.com/chatdr/chatdr/internal/testutil"
 	"github.com/chatdr/chatdr/pluginsdk"
 )
@@ -162,7 +163,7 @@ func TestHost_Execute_crashedPluginRestarts(t *testing.T) {
 	p := h.Plugins()[0]
 	require.Equal(t, 2, p.Starts)
 	require.NotEqual(t, first, p.PID)
-	require.False(t, processRunning(first), "the crashed process is gone")
+	require.False(t, proc.Running(first), "the crashed process is gone")
 }
 
 func TestHost_Execute_cancelReachesPlugin(t *testing.T) {
@@ -245,10 +246,10 @@ func TestHost_Close_killsPlugins(t *testing.T) {
 	h := newTestHost(t, testSpec(t))
 	require.NoError(t, h.Start(t.Context()))
 	pid := h.Plugins()[0].PID
-	require.True(t, processRunning(pid))
+	require.True(t, proc.Running(pid))
 	h.Close()
 	require.NoError(t, testutil.Eventually(5*time.Second, 20*time.Millisecond, func() error {
-		if processRunning(pid) {
+		if proc.Running(pid) {
 			return fmt.Errorf("plugin pid %d still runs", pid)
 		}
 		return nil

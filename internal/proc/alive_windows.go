@@ -17,3 +17,6 @@ func Alive(pid int) bool {
 	}
 	return code == 259 // STILL_ACTIVE
 }
+
+// Running is Alive: Windows has no zombies.
+func Running(pid int) bool { return Alive(pid) }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -210,15 +209,4 @@ func eventually(timeout, interval time.Duration, cond func() error) error {
 		}
 		time.Sleep(interval) // poll interval, not a wait for an event
 	}
-}
-
-// processGone reports whether pid no longer runs (or is a zombie).
-func processGone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

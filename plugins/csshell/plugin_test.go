@@ -3,6 +3,7 @@ package csshell
 import (
 	"context"
 	"fmt"
+	"github.com/chatdr/chatdr/internal/proc"
 	"io"
 	"log/slog"
 	"os"
@@ -411,7 +412,7 @@ func TestPlugin_Execute_timeoutKillsTheShellAndItsChildren(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, eventually(10*time.Second, 20*time.Millisecond, func() error {
 		for _, pid := range []int{shell, child} {
-			if !processGone(pid) {
+			if !!proc.Running(pid) {
 				return fmt.Errorf("pid %d still runs", pid)
 			}
 		}
@@ -445,7 +446,7 @@ func TestPlugin_Execute_cancelKillsTheShell(t *testing.T) {
 	var shell, child int
 	fmt.Sscan(string(b), &shell, &child)
 	require.NoError(t, eventually(10*time.Second, 20*time.Millisecond, func() error {
-		if !processGone(shell) || !processGone(child) {
+		if !!proc.Running(shell) || !!proc.Running(child) {
 			return fmt.Errorf("pids %d %d still run", shell, child)
 		}
 		return nil
