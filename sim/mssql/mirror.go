@@ -847,31 +847,7 @@ func (x *execCtx) mirrorStmt(s *stAlterDB) error {
 		if mm.State != "SYNCHRONIZED" || mm.Safety != "FULL" {
 			return fail(sqlErr(1422, d.Name))
 		}
-		rep, err := mirrorCall(ctx, mm.Partner, mirrorMsg{Op: "failover", DB: d.Name, GUID: mm.GUID, LSN: snap.LSN})
-		if err != nil {
-			return fail(unreachable(mm.Partner))
-		}
-		if !rep.OK {
-			return fail(partnerErr(rep, mm.Partner))
-		}
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		d = in.db(name)
-		nd := *d
-		nm := mm.clone()
-		nm.Role, nm.State, nm.FailoverLSN, nm.RoleSeq = "MIRROR", "SYNCHRONIZED", d.LSN, mm.RoleSeq+1
-		nd.Mirror = nm
-		nd.State, nd.Standby = stateRestoring, false
-		nd.RedoStartLSN, nd.RedoStartFork = d.LSN, d.ForkGUID
-		if err := in.commit(func(tx *bolt.Tx) error { return putDB(tx, &nd) }); err != nil {
-			return err
-		}
-		d.dbMeta = nd.dbMeta
-		for _, o := range in.otherSessions(x.sess, d.Name) {
-			_ = o.Kill()
-		}
-		x.done(0, 0, false)
-		return nil
+		return x.mirrorFailover(d.Name, mm, snap.LSN)
 	case "FORCE_SERVICE_ALLOW_DATA_LOSS":
 		if mm == nil {
 			return fail(sqlErr(1416, d.Name))
@@ -913,6 +889,86 @@ func (x *execCtx) mirrorStmt(s *stAlterDB) error {
 		return nil
 	}
 	return fail(sqlErr(msgSyntax, s.Value))
+}
+
+// mirrorFailover is a manual failover from a synchronized principal. Like
+// SQL Server, it does not fail because a transaction committed a moment
+// ago: the principal first sends the mirror the log it has not hardened
+// yet, then holds its engine lock (no new commit) while the mirror takes
+// over, so that both copies switch roles at the same LSN.
+func (x *execCtx) mirrorFailover(name string, mm *mirrorMeta, lsn uint64) error {
+	in, ctx, key := x.in, x.ctx, strings.ToLower(name)
+	fail := func(e error) error { return errors.Join(e, sqlErr(msgAlterDBFailed)) }
+	for attempt := 0; ; attempt++ {
+		in.waitMirrors(ctx, map[string]uint64{key: lsn})
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		in.mu.Lock()
+		d := in.db(name)
+		switch {
+		case d == nil:
+			in.mu.Unlock()
+			return fail(sqlErr(5011, name))
+		case d.Mirror == nil || d.Mirror.GUID != mm.GUID:
+			in.mu.Unlock()
+			return fail(sqlErr(1416, name))
+		case d.Mirror.Role != "PRINCIPAL":
+			in.mu.Unlock()
+			return fail(sqlErr(1404))
+		case d.Mirror.State != "SYNCHRONIZED":
+			in.mu.Unlock()
+			return fail(sqlErr(1422, name))
+		}
+		in.mir.mu.Lock()
+		shipped := in.mir.shipped[key]
+		in.mir.mu.Unlock()
+		if shipped < d.LSN {
+			// A commit came in while the log was draining: drain again, a
+			// few times, as the writers are not stopped by a failover.
+			lsn = d.LSN
+			in.mu.Unlock()
+			if attempt >= 20 {
+				return fail(sqlErr(1422, name))
+			}
+			continue
+		}
+		err := x.switchToMirror(d, mm)
+		in.mu.Unlock()
+		var te *tds.Error
+		if errors.As(err, &te) {
+			return fail(err)
+		}
+		return err
+	}
+}
+
+// switchToMirror asks the mirror to take over at the principal's LSN and
+// makes this copy the mirror (engine lock held, so no commit comes in).
+func (x *execCtx) switchToMirror(d *database, mm *mirrorMeta) error {
+	in := x.in
+	rep, err := mirrorCall(x.ctx, mm.Partner, mirrorMsg{Op: "failover", DB: d.Name, GUID: mm.GUID, LSN: d.LSN})
+	if err != nil {
+		return unreachable(mm.Partner)
+	}
+	if !rep.OK {
+		return partnerErr(rep, mm.Partner)
+	}
+	nd := *d
+	nm := d.Mirror.clone()
+	nm.Role, nm.State, nm.FailoverLSN, nm.RoleSeq = "MIRROR", "SYNCHRONIZED", d.LSN, d.Mirror.RoleSeq+1
+	nd.Mirror = nm
+	nd.State, nd.Standby = stateRestoring, false
+	nd.RedoStartLSN, nd.RedoStartFork = d.LSN, d.ForkGUID
+	if err := in.commit(func(tx *bolt.Tx) error { return putDB(tx, &nd) }); err != nil {
+		return err
+	}
+	d.dbMeta = nd.dbMeta
+	for _, o := range in.otherSessions(x.sess, d.Name) {
+		_ = o.Kill()
+	}
+	x.done(0, 0, false)
+	return nil
 }
 
 // mirrorUpdate changes safety or witness here and on the partner.

@@ -259,3 +259,43 @@ func TestMirroring_logChainContinuesAfterFailover(t *testing.T) {
 	require.EqualValues(t, 4, queryInt(t, sdb, "SELECT COUNT(*) FROM mgc.dbo.messages"))
 	require.EqualValues(t, 4, queryInt(t, mp.mdb, "SELECT COUNT(*) FROM mgc.dbo.messages"))
 }
+
+// A manual failover while a writer keeps inserting succeeds (SQL Server
+// does not refuse it because a transaction committed a moment ago), and
+// every insert that was acknowledged is on the new principal.
+func TestMirroring_failoverUnderWriteLoad(t *testing.T) {
+	mp := setupMirroring(t)
+	waitState(t, mp.pdb, "PRINCIPAL", "SYNCHRONIZED")
+	waitState(t, mp.mdb, "MIRROR", "SYNCHRONIZED")
+	w := mp.p.connect(t, "mgc")
+	stop := make(chan struct{})
+	acked := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { acked <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := w.Exec("INSERT INTO dbo.messages (room, sender, body) VALUES ('r', 'w', 'load')"); err != nil {
+				return // the failover killed the session or the database is now the mirror
+			}
+			n++
+		}
+	}()
+	eventually(t, 10*time.Second, "the writer has written", func() bool {
+		return queryInt(t, mp.pdb, "SELECT COUNT(*) FROM mgc.dbo.messages WHERE sender = 'w'") >= 20
+	})
+	exec(t, mp.pdb, "ALTER DATABASE mgc SET PARTNER FAILOVER")
+	close(stop)
+	n := <-acked
+	require.Equal(t, "MIRROR", readMirroring(t, mp.pdb, "mgc").role.String)
+	require.Equal(t, "PRINCIPAL", readMirroring(t, mp.mdb, "mgc").role.String)
+	got := queryInt(t, mp.mdb, "SELECT COUNT(*) FROM mgc.dbo.messages WHERE sender = 'w'")
+	require.GreaterOrEqual(t, got, int64(n), "acknowledged inserts on the new principal")
+	pi, _ := mp.p.in.Database("mgc")
+	mi, _ := mp.m.in.Database("mgc")
+	require.Equal(t, mi.LSN, pi.LSN, "both copies switched roles at the same LSN")
+}
