@@ -239,6 +239,20 @@ func contains(list []string, s string) bool {
 // postOne inserts one message into the database at dsn and records the
 // acknowledgement.
 func (s *Server) postOne(ctx context.Context, role, dsn string) error {
+	// The post is a unit of the service's work: a stop of the service waits
+	// for it, and no post starts once the service is stopped.
+	running, release, err := s.store.ServiceWork(ctx, s.cfg.FQDN, serviceName)
+	switch {
+	case errors.Is(err, csshell.ErrUnknownService):
+		// A CMS that does not model the service: always running.
+	case err != nil:
+		return err
+	default:
+		defer release()
+		if !running {
+			return nil
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil || s.target != dsn {
@@ -257,7 +271,7 @@ func (s *Server) postOne(ctx context.Context, role, dsn string) error {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	var id int64
-	err := s.db.QueryRowContext(ictx,
+	err = s.db.QueryRowContext(ictx,
 		"INSERT INTO dbo.messages (room, sender, body) OUTPUT INSERTED.id VALUES (@p1, @p2, @p3)",
 		s.cfg.Room, s.cfg.FQDN, body).Scan(&id)
 	if err != nil {

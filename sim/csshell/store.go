@@ -829,16 +829,52 @@ func (s *Store) ServiceRunning(ctx context.Context, server, name string) (bool, 
 	return false, fmt.Errorf("%s on %s: %w", name, server, ErrUnknownService)
 }
 
+// serviceLock is the file a simulated service holds (shared) while it does
+// a unit of work, and that stopping the service takes (exclusive) to wait
+// for that work to end.
+func (s *Store) serviceLock(server, name string) string {
+	return fmt.Sprintf("%s.svc.%s.%s.lock", s.path, strings.ToLower(server), strings.ToLower(name))
+}
+
+// ServiceWork is how a simulated service does one unit of work (a chat
+// server posting a message): it holds the service's work lock and reports
+// whether the service is Running. The caller works only when it is, and
+// calls release afterwards. Stop-CsWindowsService waits for the work lock,
+// so once a stop has returned no work of the service is in flight, and
+// none starts — as a Windows service is stopped when the Service Control
+// Manager reports SERVICE_STOPPED.
+func (s *Store) ServiceWork(ctx context.Context, server, name string) (running bool, release func(), err error) {
+	release, err = lockFile(ctx, s.serviceLock(server, name), false)
+	if err != nil {
+		return false, nil, err
+	}
+	running, err = s.ServiceRunning(ctx, server, name)
+	if err != nil {
+		release()
+		return false, nil, err
+	}
+	return running, release, nil
+}
+
 // SetServiceStatus records status (Running or Stopped) for the named
 // services on server (all of them when names is empty) and returns how many
-// changed.
+// changed. A stop returns only once the work the services had in flight
+// (ServiceWork) has ended.
 func (s *Store) SetServiceStatus(ctx context.Context, server string, names []string, status string) (int, error) {
 	if status != ServiceRunning && status != ServiceStopped {
 		return 0, fmt.Errorf("%w: service status %q", ErrInvalidCMS, status)
 	}
 	n := 0
+	var stopped []string
+	defer func() {
+		for _, name := range stopped {
+			if release, err := lockFile(ctx, s.serviceLock(server, name), true); err == nil {
+				release()
+			}
+		}
+	}()
 	err := s.Update(ctx, func(c *CMS) error {
-		n = 0
+		n, stopped = 0, nil
 		srv := c.server(server)
 		if srv == nil {
 			return fmt.Errorf("%q: %w", server, ErrUnknownServer)
@@ -850,7 +886,13 @@ func (s *Store) SetServiceStatus(ctx context.Context, server string, names []str
 		}
 		for i := range srv.Services {
 			v := &srv.Services[i]
-			if (len(names) == 0 || containsFold(names, v.Name)) && v.Status != status {
+			if !(len(names) == 0 || containsFold(names, v.Name)) {
+				continue
+			}
+			if status == ServiceStopped {
+				stopped = append(stopped, v.Name)
+			}
+			if v.Status != status {
 				v.Status = status
 				n++
 			}

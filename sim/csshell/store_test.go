@@ -3,6 +3,7 @@ package csshell_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/chatdr/chatdr/internal/testutil"
 	"github.com/chatdr/chatdr/sim/csshell"
 	"github.com/chatdr/chatdr/sim/csshell/csshelltest"
 )
@@ -232,6 +234,51 @@ func TestStore_ServiceStatus(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 	_, err = st.SetServiceStatus(t.Context(), "pc1.dc1.contoso.com", []string{"W3SVC"}, csshell.ServiceStopped)
+	require.ErrorIs(t, err, csshell.ErrUnknownService)
+}
+
+// Stopping a service waits for the work it has in flight, and once the stop
+// has returned no new work starts.
+func TestStore_ServiceWork_stopWaitsForWorkInFlight(t *testing.T) {
+	st := newStore(t, csshelltest.LabCMS(nil))
+	const srv = "pc1.dc1.contoso.com"
+	running, release, err := st.ServiceWork(t.Context(), srv, "RTCCHAT")
+	require.NoError(t, err)
+	require.True(t, running)
+	stopped := make(chan error, 1)
+	go func() {
+		_, err := st.SetServiceStatus(t.Context(), srv, []string{"RTCCHAT"}, csshell.ServiceStopped)
+		stopped <- err
+	}()
+	// The stop is recorded at once but does not return while the work runs.
+	require.NoError(t, testutil.Eventually(10*time.Second, 10*time.Millisecond, func() error {
+		if up, _ := st.ServiceRunning(t.Context(), srv, "RTCCHAT"); up {
+			return errors.New("stop not recorded yet")
+		}
+		return nil
+	}))
+	select {
+	case err := <-stopped:
+		t.Fatalf("the stop returned while work was in flight (err %v)", err)
+	default:
+	}
+	release()
+	select {
+	case err := <-stopped:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stop did not return after the work ended")
+	}
+	running, release, err = st.ServiceWork(t.Context(), srv, "RTCCHAT")
+	require.NoError(t, err)
+	release()
+	require.False(t, running, "no work starts once the stop returned")
+	// Another server's service is not held by this one's work.
+	running, release, err = st.ServiceWork(t.Context(), "pc2.dc1.contoso.com", "RTCCHAT")
+	require.NoError(t, err)
+	defer release()
+	require.True(t, running)
+	_, _, err = st.ServiceWork(t.Context(), srv, "W3SVC")
 	require.ErrorIs(t, err, csshell.ErrUnknownService)
 }
 
