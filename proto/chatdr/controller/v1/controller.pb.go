@@ -25,6 +25,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CheckVerdict is the outcome of one preflight check.
+type CheckVerdict int32
+
+const (
+	// Not set.
+	CheckVerdict_CHECK_VERDICT_UNSPECIFIED CheckVerdict = 0
+	// The check passed.
+	CheckVerdict_CHECK_VERDICT_PASS CheckVerdict = 1
+	// Worth knowing, does not stop the run (e.g. a data-loss window that a
+	// disaster failover would have to approve).
+	CheckVerdict_CHECK_VERDICT_WARN CheckVerdict = 2
+	// The run must not start.
+	CheckVerdict_CHECK_VERDICT_FAIL CheckVerdict = 3
+	// The check does not apply to this kind of run or topology.
+	CheckVerdict_CHECK_VERDICT_SKIP CheckVerdict = 4
+)
+
+// Enum value maps for CheckVerdict.
+var (
+	CheckVerdict_name = map[int32]string{
+		0: "CHECK_VERDICT_UNSPECIFIED",
+		1: "CHECK_VERDICT_PASS",
+		2: "CHECK_VERDICT_WARN",
+		3: "CHECK_VERDICT_FAIL",
+		4: "CHECK_VERDICT_SKIP",
+	}
+	CheckVerdict_value = map[string]int32{
+		"CHECK_VERDICT_UNSPECIFIED": 0,
+		"CHECK_VERDICT_PASS":        1,
+		"CHECK_VERDICT_WARN":        2,
+		"CHECK_VERDICT_FAIL":        3,
+		"CHECK_VERDICT_SKIP":        4,
+	}
+)
+
+func (x CheckVerdict) Enum() *CheckVerdict {
+	p := new(CheckVerdict)
+	*p = x
+	return p
+}
+
+func (x CheckVerdict) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CheckVerdict) Descriptor() protoreflect.EnumDescriptor {
+	return file_chatdr_controller_v1_controller_proto_enumTypes[0].Descriptor()
+}
+
+func (CheckVerdict) Type() protoreflect.EnumType {
+	return &file_chatdr_controller_v1_controller_proto_enumTypes[0]
+}
+
+func (x CheckVerdict) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CheckVerdict.Descriptor instead.
+func (CheckVerdict) EnumDescriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
 // PlanKind is what a plan does.
 type PlanKind int32
 
@@ -66,11 +128,11 @@ func (x PlanKind) String() string {
 }
 
 func (PlanKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_chatdr_controller_v1_controller_proto_enumTypes[0].Descriptor()
+	return file_chatdr_controller_v1_controller_proto_enumTypes[1].Descriptor()
 }
 
 func (PlanKind) Type() protoreflect.EnumType {
-	return &file_chatdr_controller_v1_controller_proto_enumTypes[0]
+	return &file_chatdr_controller_v1_controller_proto_enumTypes[1]
 }
 
 func (x PlanKind) Number() protoreflect.EnumNumber {
@@ -79,7 +141,227 @@ func (x PlanKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PlanKind.Descriptor instead.
 func (PlanKind) EnumDescriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+}
+
+// PreflightRequest names the pool and what the checks are for.
+type PreflightRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool FQDN; must be the topology's.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// PLAN_KIND_FAILOVER_PLANNED, PLAN_KIND_FAILOVER_DISASTER or
+	// PLAN_KIND_FAILBACK; unspecified means the planned failover.
+	Kind          PlanKind `protobuf:"varint,2,opt,name=kind,proto3,enum=chatdr.controller.v1.PlanKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreflightRequest) Reset() {
+	*x = PreflightRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreflightRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreflightRequest) ProtoMessage() {}
+
+func (x *PreflightRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreflightRequest.ProtoReflect.Descriptor instead.
+func (*PreflightRequest) Descriptor() ([]byte, []int) {
 	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PreflightRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *PreflightRequest) GetKind() PlanKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanKind_PLAN_KIND_UNSPECIFIED
+}
+
+// PreflightCheck is one check and its verdict.
+type PreflightCheck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Stable name (e.g. "agents_reachable", "backup_database_state").
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What was checked, one line.
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// Verdict.
+	Verdict CheckVerdict `protobuf:"varint,3,opt,name=verdict,proto3,enum=chatdr.controller.v1.CheckVerdict" json:"verdict,omitempty"`
+	// Why: what was found, and for a failure what to do.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Host or site the check is about, when it is about one.
+	Subject       string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreflightCheck) Reset() {
+	*x = PreflightCheck{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreflightCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreflightCheck) ProtoMessage() {}
+
+func (x *PreflightCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreflightCheck.ProtoReflect.Descriptor instead.
+func (*PreflightCheck) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PreflightCheck) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PreflightCheck) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *PreflightCheck) GetVerdict() CheckVerdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return CheckVerdict_CHECK_VERDICT_UNSPECIFIED
+}
+
+func (x *PreflightCheck) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *PreflightCheck) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// PreflightResponse is the go / no-go verdict and every check.
+type PreflightResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool FQDN.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// What the checks were for.
+	Kind PlanKind `protobuf:"varint,2,opt,name=kind,proto3,enum=chatdr.controller.v1.PlanKind" json:"kind,omitempty"`
+	// True when no check failed.
+	Go bool `protobuf:"varint,3,opt,name=go,proto3" json:"go,omitempty"`
+	// The checks, in a stable order.
+	Checks []*PreflightCheck `protobuf:"bytes,4,rep,name=checks,proto3" json:"checks,omitempty"`
+	// When the facts were gathered.
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreflightResponse) Reset() {
+	*x = PreflightResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreflightResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreflightResponse) ProtoMessage() {}
+
+func (x *PreflightResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreflightResponse.ProtoReflect.Descriptor instead.
+func (*PreflightResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *PreflightResponse) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *PreflightResponse) GetKind() PlanKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PlanKind_PLAN_KIND_UNSPECIFIED
+}
+
+func (x *PreflightResponse) GetGo() bool {
+	if x != nil {
+		return x.Go
+	}
+	return false
+}
+
+func (x *PreflightResponse) GetChecks() []*PreflightCheck {
+	if x != nil {
+		return x.Checks
+	}
+	return nil
+}
+
+func (x *PreflightResponse) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
 }
 
 // BuildPlanRequest names the pool and the kind of plan.
@@ -104,7 +386,7 @@ type BuildPlanRequest struct {
 
 func (x *BuildPlanRequest) Reset() {
 	*x = BuildPlanRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -116,7 +398,7 @@ func (x *BuildPlanRequest) String() string {
 func (*BuildPlanRequest) ProtoMessage() {}
 
 func (x *BuildPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -129,7 +411,7 @@ func (x *BuildPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildPlanRequest.ProtoReflect.Descriptor instead.
 func (*BuildPlanRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BuildPlanRequest) GetPool() string {
@@ -189,7 +471,7 @@ type BuildPlanResponse struct {
 
 func (x *BuildPlanResponse) Reset() {
 	*x = BuildPlanResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +483,7 @@ func (x *BuildPlanResponse) String() string {
 func (*BuildPlanResponse) ProtoMessage() {}
 
 func (x *BuildPlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +496,7 @@ func (x *BuildPlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildPlanResponse.ProtoReflect.Descriptor instead.
 func (*BuildPlanResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *BuildPlanResponse) GetPlan() *Plan {
@@ -256,7 +538,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -268,7 +550,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -281,7 +563,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Plan) GetKind() PlanKind {
@@ -325,7 +607,7 @@ type PlanGroup struct {
 
 func (x *PlanGroup) Reset() {
 	*x = PlanGroup{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +619,7 @@ func (x *PlanGroup) String() string {
 func (*PlanGroup) ProtoMessage() {}
 
 func (x *PlanGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +632,7 @@ func (x *PlanGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanGroup.ProtoReflect.Descriptor instead.
 func (*PlanGroup) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{3}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PlanGroup) GetName() string {
@@ -412,7 +694,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +706,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +719,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{4}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlanStep) GetId() string {
@@ -583,7 +865,7 @@ type PlanGuard struct {
 
 func (x *PlanGuard) Reset() {
 	*x = PlanGuard{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +877,7 @@ func (x *PlanGuard) String() string {
 func (*PlanGuard) ProtoMessage() {}
 
 func (x *PlanGuard) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +890,7 @@ func (x *PlanGuard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanGuard.ProtoReflect.Descriptor instead.
 func (*PlanGuard) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{5}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PlanGuard) GetKind() string {
@@ -656,7 +938,7 @@ type GetFleetStatusRequest struct {
 
 func (x *GetFleetStatusRequest) Reset() {
 	*x = GetFleetStatusRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +950,7 @@ func (x *GetFleetStatusRequest) String() string {
 func (*GetFleetStatusRequest) ProtoMessage() {}
 
 func (x *GetFleetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +963,7 @@ func (x *GetFleetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetFleetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{6}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetFleetStatusRequest) GetSite() string {
@@ -724,7 +1006,7 @@ type GetFleetStatusResponse struct {
 
 func (x *GetFleetStatusResponse) Reset() {
 	*x = GetFleetStatusResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +1018,7 @@ func (x *GetFleetStatusResponse) String() string {
 func (*GetFleetStatusResponse) ProtoMessage() {}
 
 func (x *GetFleetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +1031,7 @@ func (x *GetFleetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetFleetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{7}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetFleetStatusResponse) GetPool() string {
@@ -800,7 +1082,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -812,7 +1094,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -825,7 +1107,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{8}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Site) GetName() string {
@@ -878,7 +1160,7 @@ type AgentStatus struct {
 
 func (x *AgentStatus) Reset() {
 	*x = AgentStatus{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1172,7 @@ func (x *AgentStatus) String() string {
 func (*AgentStatus) ProtoMessage() {}
 
 func (x *AgentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1185,7 @@ func (x *AgentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStatus.ProtoReflect.Descriptor instead.
 func (*AgentStatus) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{9}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AgentStatus) GetHost() string {
@@ -999,7 +1281,7 @@ type ReloadTopologyRequest struct {
 
 func (x *ReloadTopologyRequest) Reset() {
 	*x = ReloadTopologyRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1293,7 @@ func (x *ReloadTopologyRequest) String() string {
 func (*ReloadTopologyRequest) ProtoMessage() {}
 
 func (x *ReloadTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1306,7 @@ func (x *ReloadTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadTopologyRequest.ProtoReflect.Descriptor instead.
 func (*ReloadTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{10}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{13}
 }
 
 // ReloadTopologyResponse reports the topology now in use.
@@ -1040,7 +1322,7 @@ type ReloadTopologyResponse struct {
 
 func (x *ReloadTopologyResponse) Reset() {
 	*x = ReloadTopologyResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1334,7 @@ func (x *ReloadTopologyResponse) String() string {
 func (*ReloadTopologyResponse) ProtoMessage() {}
 
 func (x *ReloadTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1347,7 @@ func (x *ReloadTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadTopologyResponse.ProtoReflect.Descriptor instead.
 func (*ReloadTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{11}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReloadTopologyResponse) GetPool() string {
@@ -1109,7 +1391,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +1403,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +1416,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{12}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartRunRequest) GetPool() string {
@@ -1206,7 +1488,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1500,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1513,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{13}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -1259,7 +1541,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1553,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1566,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{14}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1305,7 +1587,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1599,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1612,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{15}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1351,7 +1633,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1645,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1658,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{16}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1397,7 +1679,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1409,7 +1691,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1422,7 +1704,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{17}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1447,7 +1729,7 @@ type ApproveStepRequest struct {
 
 func (x *ApproveStepRequest) Reset() {
 	*x = ApproveStepRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1741,7 @@ func (x *ApproveStepRequest) String() string {
 func (*ApproveStepRequest) ProtoMessage() {}
 
 func (x *ApproveStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1754,7 @@ func (x *ApproveStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveStepRequest.ProtoReflect.Descriptor instead.
 func (*ApproveStepRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{18}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApproveStepRequest) GetRunId() string {
@@ -1511,7 +1793,7 @@ type ApproveStepResponse struct {
 
 func (x *ApproveStepResponse) Reset() {
 	*x = ApproveStepResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1523,7 +1805,7 @@ func (x *ApproveStepResponse) String() string {
 func (*ApproveStepResponse) ProtoMessage() {}
 
 func (x *ApproveStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1536,7 +1818,7 @@ func (x *ApproveStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveStepResponse.ProtoReflect.Descriptor instead.
 func (*ApproveStepResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{19}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApproveStepResponse) GetRun() *Run {
@@ -1573,7 +1855,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1867,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1880,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{20}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1626,7 +1908,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1920,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1933,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{21}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -1672,7 +1954,7 @@ type ResumeRunRequest struct {
 
 func (x *ResumeRunRequest) Reset() {
 	*x = ResumeRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1684,7 +1966,7 @@ func (x *ResumeRunRequest) String() string {
 func (*ResumeRunRequest) ProtoMessage() {}
 
 func (x *ResumeRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1697,7 +1979,7 @@ func (x *ResumeRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRunRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{22}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ResumeRunRequest) GetRunId() string {
@@ -1718,7 +2000,7 @@ type ResumeRunResponse struct {
 
 func (x *ResumeRunResponse) Reset() {
 	*x = ResumeRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +2012,7 @@ func (x *ResumeRunResponse) String() string {
 func (*ResumeRunResponse) ProtoMessage() {}
 
 func (x *ResumeRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +2025,7 @@ func (x *ResumeRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRunResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{23}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResumeRunResponse) GetRun() *Run {
@@ -1764,7 +2046,7 @@ type AcknowledgeRunRequest struct {
 
 func (x *AcknowledgeRunRequest) Reset() {
 	*x = AcknowledgeRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1776,7 +2058,7 @@ func (x *AcknowledgeRunRequest) String() string {
 func (*AcknowledgeRunRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1789,7 +2071,7 @@ func (x *AcknowledgeRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRunRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{24}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AcknowledgeRunRequest) GetRunId() string {
@@ -1810,7 +2092,7 @@ type AcknowledgeRunResponse struct {
 
 func (x *AcknowledgeRunResponse) Reset() {
 	*x = AcknowledgeRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2104,7 @@ func (x *AcknowledgeRunResponse) String() string {
 func (*AcknowledgeRunResponse) ProtoMessage() {}
 
 func (x *AcknowledgeRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2117,7 @@ func (x *AcknowledgeRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRunResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{25}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *AcknowledgeRunResponse) GetRun() *Run {
@@ -1882,14 +2164,16 @@ type Run struct {
 	// Who acknowledged it.
 	AcknowledgedBy string `protobuf:"bytes,16,opt,name=acknowledged_by,json=acknowledgedBy,proto3" json:"acknowledged_by,omitempty"`
 	// The refusals overridden when it was started, with the reason (JSON).
-	ForceJson     string `protobuf:"bytes,17,opt,name=force_json,json=forceJson,proto3" json:"force_json,omitempty"`
+	ForceJson string `protobuf:"bytes,17,opt,name=force_json,json=forceJson,proto3" json:"force_json,omitempty"`
+	// What the run cost and took, as far as it has gone.
+	Report        *RunReport `protobuf:"bytes,18,opt,name=report,proto3" json:"report,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2185,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2198,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{26}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Run) GetId() string {
@@ -2036,6 +2320,200 @@ func (x *Run) GetForceJson() string {
 	return ""
 }
 
+func (x *Run) GetReport() *RunReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// RunReport is the end-of-run report: recovery time, data-loss window and
+// approvals. It is filled in as the run goes, final once the run ended.
+type RunReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Wall time from the start of the run to its end (or to now while it
+	// runs): the recovery time the operator saw (RTO).
+	Elapsed *durationpb.Duration `protobuf:"bytes,1,opt,name=elapsed,proto3" json:"elapsed,omitempty"`
+	// Time spent waiting for approvals (part of elapsed).
+	WaitingApproval *durationpb.Duration `protobuf:"bytes,2,opt,name=waiting_approval,json=waitingApproval,proto3" json:"waiting_approval,omitempty"`
+	// Time chat was unavailable: from the first step that stops writers to
+	// the end of the step that starts the new site's services (zero when not
+	// reached yet).
+	Outage *durationpb.Duration `protobuf:"bytes,3,opt,name=outage,proto3" json:"outage,omitempty"`
+	// Whether the data-loss window is known (every source step reported).
+	DataLossKnown bool `protobuf:"varint,4,opt,name=data_loss_known,json=dataLossKnown,proto3" json:"data_loss_known,omitempty"`
+	// The data-loss window (RPO): newest backup seen minus the point the
+	// restore reached. Zero with data_loss_known means no loss.
+	DataLoss *durationpb.Duration `protobuf:"bytes,5,opt,name=data_loss,json=dataLoss,proto3" json:"data_loss,omitempty"`
+	// The point in time the restored database reached (the RPO point).
+	RestoredTo *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=restored_to,json=restoredTo,proto3" json:"restored_to,omitempty"`
+	// The newest log backup seen on the share.
+	NewestBackup *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=newest_backup,json=newestBackup,proto3" json:"newest_backup,omitempty"`
+	// Why the window is unknown or not zero, one line each.
+	DataLossNotes []string `protobuf:"bytes,8,rep,name=data_loss_notes,json=dataLossNotes,proto3" json:"data_loss_notes,omitempty"`
+	// Every approval given, in time order, with its step.
+	Approvals []*ReportApproval `protobuf:"bytes,9,rep,name=approvals,proto3" json:"approvals,omitempty"`
+	// Steps retried (more than one attempt).
+	StepsRetried  int32 `protobuf:"varint,10,opt,name=steps_retried,json=stepsRetried,proto3" json:"steps_retried,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunReport) Reset() {
+	*x = RunReport{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunReport) ProtoMessage() {}
+
+func (x *RunReport) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
+func (*RunReport) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RunReport) GetElapsed() *durationpb.Duration {
+	if x != nil {
+		return x.Elapsed
+	}
+	return nil
+}
+
+func (x *RunReport) GetWaitingApproval() *durationpb.Duration {
+	if x != nil {
+		return x.WaitingApproval
+	}
+	return nil
+}
+
+func (x *RunReport) GetOutage() *durationpb.Duration {
+	if x != nil {
+		return x.Outage
+	}
+	return nil
+}
+
+func (x *RunReport) GetDataLossKnown() bool {
+	if x != nil {
+		return x.DataLossKnown
+	}
+	return false
+}
+
+func (x *RunReport) GetDataLoss() *durationpb.Duration {
+	if x != nil {
+		return x.DataLoss
+	}
+	return nil
+}
+
+func (x *RunReport) GetRestoredTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RestoredTo
+	}
+	return nil
+}
+
+func (x *RunReport) GetNewestBackup() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NewestBackup
+	}
+	return nil
+}
+
+func (x *RunReport) GetDataLossNotes() []string {
+	if x != nil {
+		return x.DataLossNotes
+	}
+	return nil
+}
+
+func (x *RunReport) GetApprovals() []*ReportApproval {
+	if x != nil {
+		return x.Approvals
+	}
+	return nil
+}
+
+func (x *RunReport) GetStepsRetried() int32 {
+	if x != nil {
+		return x.StepsRetried
+	}
+	return 0
+}
+
+// ReportApproval is an approval and the step it was for.
+type ReportApproval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Step ID.
+	StepId string `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// The approval.
+	Approval      *Approval `protobuf:"bytes,2,opt,name=approval,proto3" json:"approval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportApproval) Reset() {
+	*x = ReportApproval{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportApproval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportApproval) ProtoMessage() {}
+
+func (x *ReportApproval) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportApproval.ProtoReflect.Descriptor instead.
+func (*ReportApproval) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ReportApproval) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *ReportApproval) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
 // RunStep is one step of a run.
 type RunStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2071,14 +2549,17 @@ type RunStep struct {
 	// The action can lose data or cannot be undone.
 	Destructive bool `protobuf:"varint,15,opt,name=destructive,proto3" json:"destructive,omitempty"`
 	// Why it was skipped.
-	SkipReason    string `protobuf:"bytes,16,opt,name=skip_reason,json=skipReason,proto3" json:"skip_reason,omitempty"`
+	SkipReason string `protobuf:"bytes,16,opt,name=skip_reason,json=skipReason,proto3" json:"skip_reason,omitempty"`
+	// The agent's latest progress report while the step runs (and its last
+	// one after); empty when the action reports none.
+	Progress      *StepProgress `protobuf:"bytes,17,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunStep) Reset() {
 	*x = RunStep{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2090,7 +2571,7 @@ func (x *RunStep) String() string {
 func (*RunStep) ProtoMessage() {}
 
 func (x *RunStep) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2103,7 +2584,7 @@ func (x *RunStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStep.ProtoReflect.Descriptor instead.
 func (*RunStep) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{27}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RunStep) GetId() string {
@@ -2218,6 +2699,95 @@ func (x *RunStep) GetSkipReason() string {
 	return ""
 }
 
+func (x *RunStep) GetProgress() *StepProgress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+// StepProgress is the latest progress an agent reported for a step.
+type StepProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What is being done (e.g. "restore mgc_20261129010000.trn").
+	Stage string `protobuf:"bytes,1,opt,name=stage,proto3" json:"stage,omitempty"`
+	// Units done so far.
+	Done int64 `protobuf:"varint,2,opt,name=done,proto3" json:"done,omitempty"`
+	// Units in all; zero when unknown.
+	Total int64 `protobuf:"varint,3,opt,name=total,proto3" json:"total,omitempty"`
+	// Unit of done and total (bytes, files, percent).
+	Unit string `protobuf:"bytes,4,opt,name=unit,proto3" json:"unit,omitempty"`
+	// When the agent reported it.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepProgress) Reset() {
+	*x = StepProgress{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepProgress) ProtoMessage() {}
+
+func (x *StepProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepProgress.ProtoReflect.Descriptor instead.
+func (*StepProgress) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StepProgress) GetStage() string {
+	if x != nil {
+		return x.Stage
+	}
+	return ""
+}
+
+func (x *StepProgress) GetDone() int64 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *StepProgress) GetTotal() int64 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *StepProgress) GetUnit() string {
+	if x != nil {
+		return x.Unit
+	}
+	return ""
+}
+
+func (x *StepProgress) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // RunError is what failed, where, and what to do next.
 type RunError struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2237,7 +2807,7 @@ type RunError struct {
 
 func (x *RunError) Reset() {
 	*x = RunError{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2819,7 @@ func (x *RunError) String() string {
 func (*RunError) ProtoMessage() {}
 
 func (x *RunError) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2832,7 @@ func (x *RunError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunError.ProtoReflect.Descriptor instead.
 func (*RunError) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{28}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RunError) GetCode() string {
@@ -2317,7 +2887,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2899,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2912,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{29}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Approval) GetApprover() string {
@@ -2394,7 +2964,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2976,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2989,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{30}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListAuditRequest) GetRunId() string {
@@ -2475,7 +3045,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2487,7 +3057,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2500,7 +3070,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{31}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -2539,7 +3109,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2551,7 +3121,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2564,7 +3134,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{32}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *AuditEntry) GetSeq() uint64 {
@@ -2646,7 +3216,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2658,7 +3228,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2671,7 +3241,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{33}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{39}
 }
 
 // VerifyAuditResponse says whether the chain is intact.
@@ -2691,7 +3261,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +3273,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +3286,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{34}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -2751,7 +3321,23 @@ var File_chatdr_controller_v1_controller_proto protoreflect.FileDescriptor
 
 const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\n" +
-	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfa\x01\n" +
+	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n" +
+	"\x10PreflightRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x122\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\"\xaa\x01\n" +
+	"\x0ePreflightCheck\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12<\n" +
+	"\averdict\x18\x03 \x01(\x0e2\".chatdr.controller.v1.CheckVerdictR\averdict\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\"\xe4\x01\n" +
+	"\x11PreflightResponse\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x122\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\x12\x0e\n" +
+	"\x02go\x18\x03 \x01(\bR\x02go\x12<\n" +
+	"\x06checks\x18\x04 \x03(\v2$.chatdr.controller.v1.PreflightCheckR\x06checks\x129\n" +
+	"\n" +
+	"checked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"\xfa\x01\n" +
 	"\x10BuildPlanRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x122\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\x12%\n" +
@@ -2874,7 +3460,7 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x15AcknowledgeRunRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\"E\n" +
 	"\x16AcknowledgeRunResponse\x12+\n" +
-	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\"\x98\x05\n" +
+	"\x03run\x18\x01 \x01(\v2\x19.chatdr.controller.v1.RunR\x03run\"\xd1\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04pool\x18\x02 \x01(\tR\x04pool\x122\n" +
@@ -2896,7 +3482,24 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"resumed_by\x18\x0f \x01(\tR\tresumedBy\x12'\n" +
 	"\x0facknowledged_by\x18\x10 \x01(\tR\x0eacknowledgedBy\x12\x1d\n" +
 	"\n" +
-	"force_json\x18\x11 \x01(\tR\tforceJson\"\xc0\x04\n" +
+	"force_json\x18\x11 \x01(\tR\tforceJson\x127\n" +
+	"\x06report\x18\x12 \x01(\v2\x1f.chatdr.controller.v1.RunReportR\x06report\"\xa8\x04\n" +
+	"\tRunReport\x123\n" +
+	"\aelapsed\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12D\n" +
+	"\x10waiting_approval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0fwaitingApproval\x121\n" +
+	"\x06outage\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x06outage\x12&\n" +
+	"\x0fdata_loss_known\x18\x04 \x01(\bR\rdataLossKnown\x126\n" +
+	"\tdata_loss\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bdataLoss\x12;\n" +
+	"\vrestored_to\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"restoredTo\x12?\n" +
+	"\rnewest_backup\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fnewestBackup\x12&\n" +
+	"\x0fdata_loss_notes\x18\b \x03(\tR\rdataLossNotes\x12B\n" +
+	"\tapprovals\x18\t \x03(\v2$.chatdr.controller.v1.ReportApprovalR\tapprovals\x12#\n" +
+	"\rsteps_retried\x18\n" +
+	" \x01(\x05R\fstepsRetried\"e\n" +
+	"\x0eReportApproval\x12\x17\n" +
+	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12:\n" +
+	"\bapproval\x18\x02 \x01(\v2\x1e.chatdr.controller.v1.ApprovalR\bapproval\"\x80\x05\n" +
 	"\aRunStep\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\tR\x05group\x12\x1f\n" +
@@ -2917,7 +3520,14 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\tapprovals\x18\x0e \x03(\v2\x1e.chatdr.controller.v1.ApprovalR\tapprovals\x12 \n" +
 	"\vdestructive\x18\x0f \x01(\bR\vdestructive\x12\x1f\n" +
 	"\vskip_reason\x18\x10 \x01(\tR\n" +
-	"skipReason\"~\n" +
+	"skipReason\x12>\n" +
+	"\bprogress\x18\x11 \x01(\v2\".chatdr.controller.v1.StepProgressR\bprogress\"\x92\x01\n" +
+	"\fStepProgress\x12\x14\n" +
+	"\x05stage\x18\x01 \x01(\tR\x05stage\x12\x12\n" +
+	"\x04done\x18\x02 \x01(\x03R\x04done\x12\x14\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\x12\x12\n" +
+	"\x04unit\x18\x04 \x01(\tR\x04unit\x12.\n" +
+	"\x04time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"~\n" +
 	"\bRunError\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x12\n" +
@@ -2957,12 +3567,19 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x1b\n" +
 	"\tfirst_bad\x18\x02 \x01(\x04R\bfirstBad\x12\x19\n" +
 	"\bhead_seq\x18\x03 \x01(\x04R\aheadSeq\x12\x1b\n" +
-	"\thead_hash\x18\x04 \x01(\tR\bheadHash*~\n" +
+	"\thead_hash\x18\x04 \x01(\tR\bheadHash*\x8d\x01\n" +
+	"\fCheckVerdict\x12\x1d\n" +
+	"\x19CHECK_VERDICT_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12CHECK_VERDICT_PASS\x10\x01\x12\x16\n" +
+	"\x12CHECK_VERDICT_WARN\x10\x02\x12\x16\n" +
+	"\x12CHECK_VERDICT_FAIL\x10\x03\x12\x16\n" +
+	"\x12CHECK_VERDICT_SKIP\x10\x04*~\n" +
 	"\bPlanKind\x12\x19\n" +
 	"\x15PLAN_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPLAN_KIND_FAILOVER_PLANNED\x10\x01\x12\x1f\n" +
 	"\x1bPLAN_KIND_FAILOVER_DISASTER\x10\x02\x12\x16\n" +
-	"\x12PLAN_KIND_FAILBACK\x10\x032\xa5\t\n" +
+	"\x12PLAN_KIND_FAILBACK\x10\x032\x83\n" +
+	"\n" +
 	"\x11ControllerService\x12k\n" +
 	"\x0eGetFleetStatus\x12+.chatdr.controller.v1.GetFleetStatusRequest\x1a,.chatdr.controller.v1.GetFleetStatusResponse\x12k\n" +
 	"\x0eReloadTopology\x12+.chatdr.controller.v1.ReloadTopologyRequest\x1a,.chatdr.controller.v1.ReloadTopologyResponse\x12\\\n" +
@@ -2974,7 +3591,8 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\tCancelRun\x12&.chatdr.controller.v1.CancelRunRequest\x1a'.chatdr.controller.v1.CancelRunResponse\x12\\\n" +
 	"\tResumeRun\x12&.chatdr.controller.v1.ResumeRunRequest\x1a'.chatdr.controller.v1.ResumeRunResponse\x12k\n" +
 	"\x0eAcknowledgeRun\x12+.chatdr.controller.v1.AcknowledgeRunRequest\x1a,.chatdr.controller.v1.AcknowledgeRunResponse\x12\\\n" +
-	"\tListAudit\x12&.chatdr.controller.v1.ListAuditRequest\x1a'.chatdr.controller.v1.ListAuditResponse\x12b\n" +
+	"\tListAudit\x12&.chatdr.controller.v1.ListAuditRequest\x1a'.chatdr.controller.v1.ListAuditResponse\x12\\\n" +
+	"\tPreflight\x12&.chatdr.controller.v1.PreflightRequest\x1a'.chatdr.controller.v1.PreflightResponse\x12b\n" +
 	"\vVerifyAudit\x12(.chatdr.controller.v1.VerifyAuditRequest\x1a).chatdr.controller.v1.VerifyAuditResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
 
 var (
@@ -2989,127 +3607,152 @@ func file_chatdr_controller_v1_controller_proto_rawDescGZIP() []byte {
 	return file_chatdr_controller_v1_controller_proto_rawDescData
 }
 
-var file_chatdr_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_chatdr_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_chatdr_controller_v1_controller_proto_goTypes = []any{
-	(PlanKind)(0),                  // 0: chatdr.controller.v1.PlanKind
-	(*BuildPlanRequest)(nil),       // 1: chatdr.controller.v1.BuildPlanRequest
-	(*BuildPlanResponse)(nil),      // 2: chatdr.controller.v1.BuildPlanResponse
-	(*Plan)(nil),                   // 3: chatdr.controller.v1.Plan
-	(*PlanGroup)(nil),              // 4: chatdr.controller.v1.PlanGroup
-	(*PlanStep)(nil),               // 5: chatdr.controller.v1.PlanStep
-	(*PlanGuard)(nil),              // 6: chatdr.controller.v1.PlanGuard
-	(*GetFleetStatusRequest)(nil),  // 7: chatdr.controller.v1.GetFleetStatusRequest
-	(*GetFleetStatusResponse)(nil), // 8: chatdr.controller.v1.GetFleetStatusResponse
-	(*Site)(nil),                   // 9: chatdr.controller.v1.Site
-	(*AgentStatus)(nil),            // 10: chatdr.controller.v1.AgentStatus
-	(*ReloadTopologyRequest)(nil),  // 11: chatdr.controller.v1.ReloadTopologyRequest
-	(*ReloadTopologyResponse)(nil), // 12: chatdr.controller.v1.ReloadTopologyResponse
-	(*StartRunRequest)(nil),        // 13: chatdr.controller.v1.StartRunRequest
-	(*StartRunResponse)(nil),       // 14: chatdr.controller.v1.StartRunResponse
-	(*GetRunRequest)(nil),          // 15: chatdr.controller.v1.GetRunRequest
-	(*GetRunResponse)(nil),         // 16: chatdr.controller.v1.GetRunResponse
-	(*ListRunsRequest)(nil),        // 17: chatdr.controller.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 18: chatdr.controller.v1.ListRunsResponse
-	(*ApproveStepRequest)(nil),     // 19: chatdr.controller.v1.ApproveStepRequest
-	(*ApproveStepResponse)(nil),    // 20: chatdr.controller.v1.ApproveStepResponse
-	(*CancelRunRequest)(nil),       // 21: chatdr.controller.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),      // 22: chatdr.controller.v1.CancelRunResponse
-	(*ResumeRunRequest)(nil),       // 23: chatdr.controller.v1.ResumeRunRequest
-	(*ResumeRunResponse)(nil),      // 24: chatdr.controller.v1.ResumeRunResponse
-	(*AcknowledgeRunRequest)(nil),  // 25: chatdr.controller.v1.AcknowledgeRunRequest
-	(*AcknowledgeRunResponse)(nil), // 26: chatdr.controller.v1.AcknowledgeRunResponse
-	(*Run)(nil),                    // 27: chatdr.controller.v1.Run
-	(*RunStep)(nil),                // 28: chatdr.controller.v1.RunStep
-	(*RunError)(nil),               // 29: chatdr.controller.v1.RunError
-	(*Approval)(nil),               // 30: chatdr.controller.v1.Approval
-	(*ListAuditRequest)(nil),       // 31: chatdr.controller.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),      // 32: chatdr.controller.v1.ListAuditResponse
-	(*AuditEntry)(nil),             // 33: chatdr.controller.v1.AuditEntry
-	(*VerifyAuditRequest)(nil),     // 34: chatdr.controller.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),    // 35: chatdr.controller.v1.VerifyAuditResponse
-	nil,                            // 36: chatdr.controller.v1.PlanStep.ExpectFromEntry
-	(*structpb.Struct)(nil),        // 37: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 38: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 39: google.protobuf.Timestamp
-	(*v1.HostInfo)(nil),            // 40: chatdr.agent.v1.HostInfo
-	(*v1.PluginInfo)(nil),          // 41: chatdr.agent.v1.PluginInfo
-	(*v1.Fact)(nil),                // 42: chatdr.agent.v1.Fact
+	(CheckVerdict)(0),              // 0: chatdr.controller.v1.CheckVerdict
+	(PlanKind)(0),                  // 1: chatdr.controller.v1.PlanKind
+	(*PreflightRequest)(nil),       // 2: chatdr.controller.v1.PreflightRequest
+	(*PreflightCheck)(nil),         // 3: chatdr.controller.v1.PreflightCheck
+	(*PreflightResponse)(nil),      // 4: chatdr.controller.v1.PreflightResponse
+	(*BuildPlanRequest)(nil),       // 5: chatdr.controller.v1.BuildPlanRequest
+	(*BuildPlanResponse)(nil),      // 6: chatdr.controller.v1.BuildPlanResponse
+	(*Plan)(nil),                   // 7: chatdr.controller.v1.Plan
+	(*PlanGroup)(nil),              // 8: chatdr.controller.v1.PlanGroup
+	(*PlanStep)(nil),               // 9: chatdr.controller.v1.PlanStep
+	(*PlanGuard)(nil),              // 10: chatdr.controller.v1.PlanGuard
+	(*GetFleetStatusRequest)(nil),  // 11: chatdr.controller.v1.GetFleetStatusRequest
+	(*GetFleetStatusResponse)(nil), // 12: chatdr.controller.v1.GetFleetStatusResponse
+	(*Site)(nil),                   // 13: chatdr.controller.v1.Site
+	(*AgentStatus)(nil),            // 14: chatdr.controller.v1.AgentStatus
+	(*ReloadTopologyRequest)(nil),  // 15: chatdr.controller.v1.ReloadTopologyRequest
+	(*ReloadTopologyResponse)(nil), // 16: chatdr.controller.v1.ReloadTopologyResponse
+	(*StartRunRequest)(nil),        // 17: chatdr.controller.v1.StartRunRequest
+	(*StartRunResponse)(nil),       // 18: chatdr.controller.v1.StartRunResponse
+	(*GetRunRequest)(nil),          // 19: chatdr.controller.v1.GetRunRequest
+	(*GetRunResponse)(nil),         // 20: chatdr.controller.v1.GetRunResponse
+	(*ListRunsRequest)(nil),        // 21: chatdr.controller.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),       // 22: chatdr.controller.v1.ListRunsResponse
+	(*ApproveStepRequest)(nil),     // 23: chatdr.controller.v1.ApproveStepRequest
+	(*ApproveStepResponse)(nil),    // 24: chatdr.controller.v1.ApproveStepResponse
+	(*CancelRunRequest)(nil),       // 25: chatdr.controller.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),      // 26: chatdr.controller.v1.CancelRunResponse
+	(*ResumeRunRequest)(nil),       // 27: chatdr.controller.v1.ResumeRunRequest
+	(*ResumeRunResponse)(nil),      // 28: chatdr.controller.v1.ResumeRunResponse
+	(*AcknowledgeRunRequest)(nil),  // 29: chatdr.controller.v1.AcknowledgeRunRequest
+	(*AcknowledgeRunResponse)(nil), // 30: chatdr.controller.v1.AcknowledgeRunResponse
+	(*Run)(nil),                    // 31: chatdr.controller.v1.Run
+	(*RunReport)(nil),              // 32: chatdr.controller.v1.RunReport
+	(*ReportApproval)(nil),         // 33: chatdr.controller.v1.ReportApproval
+	(*RunStep)(nil),                // 34: chatdr.controller.v1.RunStep
+	(*StepProgress)(nil),           // 35: chatdr.controller.v1.StepProgress
+	(*RunError)(nil),               // 36: chatdr.controller.v1.RunError
+	(*Approval)(nil),               // 37: chatdr.controller.v1.Approval
+	(*ListAuditRequest)(nil),       // 38: chatdr.controller.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),      // 39: chatdr.controller.v1.ListAuditResponse
+	(*AuditEntry)(nil),             // 40: chatdr.controller.v1.AuditEntry
+	(*VerifyAuditRequest)(nil),     // 41: chatdr.controller.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),    // 42: chatdr.controller.v1.VerifyAuditResponse
+	nil,                            // 43: chatdr.controller.v1.PlanStep.ExpectFromEntry
+	(*timestamppb.Timestamp)(nil),  // 44: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 45: google.protobuf.Struct
+	(*durationpb.Duration)(nil),    // 46: google.protobuf.Duration
+	(*v1.HostInfo)(nil),            // 47: chatdr.agent.v1.HostInfo
+	(*v1.PluginInfo)(nil),          // 48: chatdr.agent.v1.PluginInfo
+	(*v1.Fact)(nil),                // 49: chatdr.agent.v1.Fact
 }
 var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
-	0,  // 0: chatdr.controller.v1.BuildPlanRequest.kind:type_name -> chatdr.controller.v1.PlanKind
-	3,  // 1: chatdr.controller.v1.BuildPlanResponse.plan:type_name -> chatdr.controller.v1.Plan
-	0,  // 2: chatdr.controller.v1.Plan.kind:type_name -> chatdr.controller.v1.PlanKind
-	4,  // 3: chatdr.controller.v1.Plan.groups:type_name -> chatdr.controller.v1.PlanGroup
-	5,  // 4: chatdr.controller.v1.PlanGroup.steps:type_name -> chatdr.controller.v1.PlanStep
-	37, // 5: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
-	38, // 6: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
-	38, // 7: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
-	38, // 8: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
-	37, // 9: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
-	36, // 10: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
-	6,  // 11: chatdr.controller.v1.PlanStep.guards:type_name -> chatdr.controller.v1.PlanGuard
-	38, // 12: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
-	9,  // 13: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
-	10, // 14: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
-	39, // 15: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
-	38, // 16: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
-	38, // 17: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
-	40, // 18: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
-	41, // 19: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
-	39, // 20: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
-	42, // 21: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
-	0,  // 22: chatdr.controller.v1.StartRunRequest.kind:type_name -> chatdr.controller.v1.PlanKind
-	27, // 23: chatdr.controller.v1.StartRunResponse.run:type_name -> chatdr.controller.v1.Run
-	27, // 24: chatdr.controller.v1.GetRunResponse.run:type_name -> chatdr.controller.v1.Run
-	27, // 25: chatdr.controller.v1.ListRunsResponse.runs:type_name -> chatdr.controller.v1.Run
-	27, // 26: chatdr.controller.v1.ApproveStepResponse.run:type_name -> chatdr.controller.v1.Run
-	27, // 27: chatdr.controller.v1.CancelRunResponse.run:type_name -> chatdr.controller.v1.Run
-	27, // 28: chatdr.controller.v1.ResumeRunResponse.run:type_name -> chatdr.controller.v1.Run
-	27, // 29: chatdr.controller.v1.AcknowledgeRunResponse.run:type_name -> chatdr.controller.v1.Run
-	0,  // 30: chatdr.controller.v1.Run.kind:type_name -> chatdr.controller.v1.PlanKind
-	39, // 31: chatdr.controller.v1.Run.created:type_name -> google.protobuf.Timestamp
-	39, // 32: chatdr.controller.v1.Run.updated:type_name -> google.protobuf.Timestamp
-	39, // 33: chatdr.controller.v1.Run.started:type_name -> google.protobuf.Timestamp
-	39, // 34: chatdr.controller.v1.Run.ended:type_name -> google.protobuf.Timestamp
-	29, // 35: chatdr.controller.v1.Run.error:type_name -> chatdr.controller.v1.RunError
-	28, // 36: chatdr.controller.v1.Run.steps:type_name -> chatdr.controller.v1.RunStep
-	39, // 37: chatdr.controller.v1.RunStep.started:type_name -> google.protobuf.Timestamp
-	39, // 38: chatdr.controller.v1.RunStep.ended:type_name -> google.protobuf.Timestamp
-	29, // 39: chatdr.controller.v1.RunStep.error:type_name -> chatdr.controller.v1.RunError
-	30, // 40: chatdr.controller.v1.RunStep.approvals:type_name -> chatdr.controller.v1.Approval
-	39, // 41: chatdr.controller.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	33, // 42: chatdr.controller.v1.ListAuditResponse.entries:type_name -> chatdr.controller.v1.AuditEntry
-	39, // 43: chatdr.controller.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	7,  // 44: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
-	11, // 45: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
-	1,  // 46: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
-	13, // 47: chatdr.controller.v1.ControllerService.StartRun:input_type -> chatdr.controller.v1.StartRunRequest
-	15, // 48: chatdr.controller.v1.ControllerService.GetRun:input_type -> chatdr.controller.v1.GetRunRequest
-	17, // 49: chatdr.controller.v1.ControllerService.ListRuns:input_type -> chatdr.controller.v1.ListRunsRequest
-	19, // 50: chatdr.controller.v1.ControllerService.ApproveStep:input_type -> chatdr.controller.v1.ApproveStepRequest
-	21, // 51: chatdr.controller.v1.ControllerService.CancelRun:input_type -> chatdr.controller.v1.CancelRunRequest
-	23, // 52: chatdr.controller.v1.ControllerService.ResumeRun:input_type -> chatdr.controller.v1.ResumeRunRequest
-	25, // 53: chatdr.controller.v1.ControllerService.AcknowledgeRun:input_type -> chatdr.controller.v1.AcknowledgeRunRequest
-	31, // 54: chatdr.controller.v1.ControllerService.ListAudit:input_type -> chatdr.controller.v1.ListAuditRequest
-	34, // 55: chatdr.controller.v1.ControllerService.VerifyAudit:input_type -> chatdr.controller.v1.VerifyAuditRequest
-	8,  // 56: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
-	12, // 57: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
-	2,  // 58: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
-	14, // 59: chatdr.controller.v1.ControllerService.StartRun:output_type -> chatdr.controller.v1.StartRunResponse
-	16, // 60: chatdr.controller.v1.ControllerService.GetRun:output_type -> chatdr.controller.v1.GetRunResponse
-	18, // 61: chatdr.controller.v1.ControllerService.ListRuns:output_type -> chatdr.controller.v1.ListRunsResponse
-	20, // 62: chatdr.controller.v1.ControllerService.ApproveStep:output_type -> chatdr.controller.v1.ApproveStepResponse
-	22, // 63: chatdr.controller.v1.ControllerService.CancelRun:output_type -> chatdr.controller.v1.CancelRunResponse
-	24, // 64: chatdr.controller.v1.ControllerService.ResumeRun:output_type -> chatdr.controller.v1.ResumeRunResponse
-	26, // 65: chatdr.controller.v1.ControllerService.AcknowledgeRun:output_type -> chatdr.controller.v1.AcknowledgeRunResponse
-	32, // 66: chatdr.controller.v1.ControllerService.ListAudit:output_type -> chatdr.controller.v1.ListAuditResponse
-	35, // 67: chatdr.controller.v1.ControllerService.VerifyAudit:output_type -> chatdr.controller.v1.VerifyAuditResponse
-	56, // [56:68] is the sub-list for method output_type
-	44, // [44:56] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	1,  // 0: chatdr.controller.v1.PreflightRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	0,  // 1: chatdr.controller.v1.PreflightCheck.verdict:type_name -> chatdr.controller.v1.CheckVerdict
+	1,  // 2: chatdr.controller.v1.PreflightResponse.kind:type_name -> chatdr.controller.v1.PlanKind
+	3,  // 3: chatdr.controller.v1.PreflightResponse.checks:type_name -> chatdr.controller.v1.PreflightCheck
+	44, // 4: chatdr.controller.v1.PreflightResponse.checked_at:type_name -> google.protobuf.Timestamp
+	1,  // 5: chatdr.controller.v1.BuildPlanRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	7,  // 6: chatdr.controller.v1.BuildPlanResponse.plan:type_name -> chatdr.controller.v1.Plan
+	1,  // 7: chatdr.controller.v1.Plan.kind:type_name -> chatdr.controller.v1.PlanKind
+	8,  // 8: chatdr.controller.v1.Plan.groups:type_name -> chatdr.controller.v1.PlanGroup
+	9,  // 9: chatdr.controller.v1.PlanGroup.steps:type_name -> chatdr.controller.v1.PlanStep
+	45, // 10: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
+	46, // 11: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
+	46, // 12: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
+	46, // 13: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
+	45, // 14: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
+	43, // 15: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
+	10, // 16: chatdr.controller.v1.PlanStep.guards:type_name -> chatdr.controller.v1.PlanGuard
+	46, // 17: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
+	13, // 18: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
+	14, // 19: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
+	44, // 20: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	46, // 21: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
+	46, // 22: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
+	47, // 23: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
+	48, // 24: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
+	44, // 25: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
+	49, // 26: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
+	1,  // 27: chatdr.controller.v1.StartRunRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	31, // 28: chatdr.controller.v1.StartRunResponse.run:type_name -> chatdr.controller.v1.Run
+	31, // 29: chatdr.controller.v1.GetRunResponse.run:type_name -> chatdr.controller.v1.Run
+	31, // 30: chatdr.controller.v1.ListRunsResponse.runs:type_name -> chatdr.controller.v1.Run
+	31, // 31: chatdr.controller.v1.ApproveStepResponse.run:type_name -> chatdr.controller.v1.Run
+	31, // 32: chatdr.controller.v1.CancelRunResponse.run:type_name -> chatdr.controller.v1.Run
+	31, // 33: chatdr.controller.v1.ResumeRunResponse.run:type_name -> chatdr.controller.v1.Run
+	31, // 34: chatdr.controller.v1.AcknowledgeRunResponse.run:type_name -> chatdr.controller.v1.Run
+	1,  // 35: chatdr.controller.v1.Run.kind:type_name -> chatdr.controller.v1.PlanKind
+	44, // 36: chatdr.controller.v1.Run.created:type_name -> google.protobuf.Timestamp
+	44, // 37: chatdr.controller.v1.Run.updated:type_name -> google.protobuf.Timestamp
+	44, // 38: chatdr.controller.v1.Run.started:type_name -> google.protobuf.Timestamp
+	44, // 39: chatdr.controller.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	36, // 40: chatdr.controller.v1.Run.error:type_name -> chatdr.controller.v1.RunError
+	34, // 41: chatdr.controller.v1.Run.steps:type_name -> chatdr.controller.v1.RunStep
+	32, // 42: chatdr.controller.v1.Run.report:type_name -> chatdr.controller.v1.RunReport
+	46, // 43: chatdr.controller.v1.RunReport.elapsed:type_name -> google.protobuf.Duration
+	46, // 44: chatdr.controller.v1.RunReport.waiting_approval:type_name -> google.protobuf.Duration
+	46, // 45: chatdr.controller.v1.RunReport.outage:type_name -> google.protobuf.Duration
+	46, // 46: chatdr.controller.v1.RunReport.data_loss:type_name -> google.protobuf.Duration
+	44, // 47: chatdr.controller.v1.RunReport.restored_to:type_name -> google.protobuf.Timestamp
+	44, // 48: chatdr.controller.v1.RunReport.newest_backup:type_name -> google.protobuf.Timestamp
+	33, // 49: chatdr.controller.v1.RunReport.approvals:type_name -> chatdr.controller.v1.ReportApproval
+	37, // 50: chatdr.controller.v1.ReportApproval.approval:type_name -> chatdr.controller.v1.Approval
+	44, // 51: chatdr.controller.v1.RunStep.started:type_name -> google.protobuf.Timestamp
+	44, // 52: chatdr.controller.v1.RunStep.ended:type_name -> google.protobuf.Timestamp
+	36, // 53: chatdr.controller.v1.RunStep.error:type_name -> chatdr.controller.v1.RunError
+	37, // 54: chatdr.controller.v1.RunStep.approvals:type_name -> chatdr.controller.v1.Approval
+	35, // 55: chatdr.controller.v1.RunStep.progress:type_name -> chatdr.controller.v1.StepProgress
+	44, // 56: chatdr.controller.v1.StepProgress.time:type_name -> google.protobuf.Timestamp
+	44, // 57: chatdr.controller.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	40, // 58: chatdr.controller.v1.ListAuditResponse.entries:type_name -> chatdr.controller.v1.AuditEntry
+	44, // 59: chatdr.controller.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	11, // 60: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
+	15, // 61: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
+	5,  // 62: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
+	17, // 63: chatdr.controller.v1.ControllerService.StartRun:input_type -> chatdr.controller.v1.StartRunRequest
+	19, // 64: chatdr.controller.v1.ControllerService.GetRun:input_type -> chatdr.controller.v1.GetRunRequest
+	21, // 65: chatdr.controller.v1.ControllerService.ListRuns:input_type -> chatdr.controller.v1.ListRunsRequest
+	23, // 66: chatdr.controller.v1.ControllerService.ApproveStep:input_type -> chatdr.controller.v1.ApproveStepRequest
+	25, // 67: chatdr.controller.v1.ControllerService.CancelRun:input_type -> chatdr.controller.v1.CancelRunRequest
+	27, // 68: chatdr.controller.v1.ControllerService.ResumeRun:input_type -> chatdr.controller.v1.ResumeRunRequest
+	29, // 69: chatdr.controller.v1.ControllerService.AcknowledgeRun:input_type -> chatdr.controller.v1.AcknowledgeRunRequest
+	38, // 70: chatdr.controller.v1.ControllerService.ListAudit:input_type -> chatdr.controller.v1.ListAuditRequest
+	2,  // 71: chatdr.controller.v1.ControllerService.Preflight:input_type -> chatdr.controller.v1.PreflightRequest
+	41, // 72: chatdr.controller.v1.ControllerService.VerifyAudit:input_type -> chatdr.controller.v1.VerifyAuditRequest
+	12, // 73: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
+	16, // 74: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
+	6,  // 75: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
+	18, // 76: chatdr.controller.v1.ControllerService.StartRun:output_type -> chatdr.controller.v1.StartRunResponse
+	20, // 77: chatdr.controller.v1.ControllerService.GetRun:output_type -> chatdr.controller.v1.GetRunResponse
+	22, // 78: chatdr.controller.v1.ControllerService.ListRuns:output_type -> chatdr.controller.v1.ListRunsResponse
+	24, // 79: chatdr.controller.v1.ControllerService.ApproveStep:output_type -> chatdr.controller.v1.ApproveStepResponse
+	26, // 80: chatdr.controller.v1.ControllerService.CancelRun:output_type -> chatdr.controller.v1.CancelRunResponse
+	28, // 81: chatdr.controller.v1.ControllerService.ResumeRun:output_type -> chatdr.controller.v1.ResumeRunResponse
+	30, // 82: chatdr.controller.v1.ControllerService.AcknowledgeRun:output_type -> chatdr.controller.v1.AcknowledgeRunResponse
+	39, // 83: chatdr.controller.v1.ControllerService.ListAudit:output_type -> chatdr.controller.v1.ListAuditResponse
+	4,  // 84: chatdr.controller.v1.ControllerService.Preflight:output_type -> chatdr.controller.v1.PreflightResponse
+	42, // 85: chatdr.controller.v1.ControllerService.VerifyAudit:output_type -> chatdr.controller.v1.VerifyAuditResponse
+	73, // [73:86] is the sub-list for method output_type
+	60, // [60:73] is the sub-list for method input_type
+	60, // [60:60] is the sub-list for extension type_name
+	60, // [60:60] is the sub-list for extension extendee
+	0,  // [0:60] is the sub-list for field type_name
 }
 
 func init() { file_chatdr_controller_v1_controller_proto_init() }
@@ -3122,8 +3765,8 @@ func file_chatdr_controller_v1_controller_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatdr_controller_v1_controller_proto_rawDesc), len(file_chatdr_controller_v1_controller_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   36,
+			NumEnums:      2,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	ControllerService_ResumeRun_FullMethodName      = "/chatdr.controller.v1.ControllerService/ResumeRun"
 	ControllerService_AcknowledgeRun_FullMethodName = "/chatdr.controller.v1.ControllerService/AcknowledgeRun"
 	ControllerService_ListAudit_FullMethodName      = "/chatdr.controller.v1.ControllerService/ListAudit"
+	ControllerService_Preflight_FullMethodName      = "/chatdr.controller.v1.ControllerService/Preflight"
 	ControllerService_VerifyAudit_FullMethodName    = "/chatdr.controller.v1.ControllerService/VerifyAudit"
 )
 
@@ -105,6 +106,18 @@ type ControllerServiceClient interface {
 	// ListAudit returns the audit entries matching the filter, oldest first,
 	// without verifying the chain. Roles: viewer, operator, approver, admin.
 	ListAudit(ctx context.Context, in *ListAuditRequest, opts ...grpc.CallOption) (*ListAuditResponse, error)
+	// Preflight runs the read-only checks that decide whether a failover or a
+	// failback of a pool can start now, from what the agents report (same
+	// fan-out and deadline as GetFleetStatus) and the controller's run store:
+	// agents reachable per site, SQL Server Agent running, the backup
+	// database RESTORING/STANDBY, log-shipping latency and data-loss window,
+	// backup share readable, copy directory writable, active servers (at most
+	// four, in the right site), pool state consistent with the databases
+	// (exactly one writable mgc), no run in progress. Each check has a
+	// verdict and a reason; the answer's go is false when any check fails.
+	// Nothing is changed. NOT_FOUND for an unknown pool. Roles: viewer,
+	// operator, approver, admin.
+	Preflight(ctx context.Context, in *PreflightRequest, opts ...grpc.CallOption) (*PreflightResponse, error)
 	// VerifyAudit walks the whole hash chain of the audit log and reports
 	// whether it is intact and, if not, the first entry that was edited,
 	// inserted, moved or deleted. Roles: viewer, operator, approver, admin.
@@ -229,6 +242,16 @@ func (c *controllerServiceClient) ListAudit(ctx context.Context, in *ListAuditRe
 	return out, nil
 }
 
+func (c *controllerServiceClient) Preflight(ctx context.Context, in *PreflightRequest, opts ...grpc.CallOption) (*PreflightResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PreflightResponse)
+	err := c.cc.Invoke(ctx, ControllerService_Preflight_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *controllerServiceClient) VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(VerifyAuditResponse)
@@ -311,6 +334,18 @@ type ControllerServiceServer interface {
 	// ListAudit returns the audit entries matching the filter, oldest first,
 	// without verifying the chain. Roles: viewer, operator, approver, admin.
 	ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error)
+	// Preflight runs the read-only checks that decide whether a failover or a
+	// failback of a pool can start now, from what the agents report (same
+	// fan-out and deadline as GetFleetStatus) and the controller's run store:
+	// agents reachable per site, SQL Server Agent running, the backup
+	// database RESTORING/STANDBY, log-shipping latency and data-loss window,
+	// backup share readable, copy directory writable, active servers (at most
+	// four, in the right site), pool state consistent with the databases
+	// (exactly one writable mgc), no run in progress. Each check has a
+	// verdict and a reason; the answer's go is false when any check fails.
+	// Nothing is changed. NOT_FOUND for an unknown pool. Roles: viewer,
+	// operator, approver, admin.
+	Preflight(context.Context, *PreflightRequest) (*PreflightResponse, error)
 	// VerifyAudit walks the whole hash chain of the audit log and reports
 	// whether it is intact and, if not, the first entry that was edited,
 	// inserted, moved or deleted. Roles: viewer, operator, approver, admin.
@@ -357,6 +392,9 @@ func (UnimplementedControllerServiceServer) AcknowledgeRun(context.Context, *Ack
 }
 func (UnimplementedControllerServiceServer) ListAudit(context.Context, *ListAuditRequest) (*ListAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAudit not implemented")
+}
+func (UnimplementedControllerServiceServer) Preflight(context.Context, *PreflightRequest) (*PreflightResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Preflight not implemented")
 }
 func (UnimplementedControllerServiceServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
@@ -580,6 +618,24 @@ func _ControllerService_ListAudit_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControllerService_Preflight_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PreflightRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).Preflight(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_Preflight_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).Preflight(ctx, req.(*PreflightRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _ControllerService_VerifyAudit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(VerifyAuditRequest)
 	if err := dec(in); err != nil {
@@ -648,6 +704,10 @@ var ControllerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAudit",
 			Handler:    _ControllerService_ListAudit_Handler,
+		},
+		{
+			MethodName: "Preflight",
+			Handler:    _ControllerService_Preflight_Handler,
 		},
 		{
 			MethodName: "VerifyAudit",
