@@ -52,6 +52,7 @@ var policy = authz.Policy{
 	controllerv1.ControllerService_AcknowledgeRun_FullMethodName: operators,
 	controllerv1.ControllerService_ListAudit_FullMethodName:      readers,
 	controllerv1.ControllerService_VerifyAudit_FullMethodName:    readers,
+	controllerv1.ControllerService_Preflight_FullMethodName:      readers,
 }
 
 // Server implements ControllerService.
