@@ -103,6 +103,9 @@ func serve(ctx context.Context, cfg *Config, topo *topology.Topology, agents []t
 		return err
 	}
 	defer st.Close()
+	if err := installCrashHooks(st, log, killSelf); err != nil {
+		return err
+	}
 	fl, err := fleet.New(mat, st, fleet.Options{Timeout: time.Duration(cfg.Fleet.AgentTimeout), Concurrency: cfg.Fleet.Concurrency})
 	if err != nil {
 		return err

@@ -447,6 +447,9 @@ func (s *Store) Fire(runID string, actor Actor, changes ...Change) (*Run, error)
 	if err != nil {
 		return nil, err
 	}
+	if s.hooks.AfterFire != nil {
+		s.hooks.AfterFire(run, changes)
+	}
 	return run, nil
 }
 
@@ -619,6 +622,9 @@ func (s *Store) BeginAttempt(runID, stepID string) (key string, err error) {
 	})
 	if err != nil {
 		return "", err
+	}
+	if s.hooks.AfterBeginAttempt != nil {
+		s.hooks.AfterBeginAttempt(runID, stepID, key)
 	}
 	return key, nil
 }

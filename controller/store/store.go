@@ -23,7 +23,23 @@ var ErrLocked = boltfile.ErrLocked
 // Store is the controller's bbolt database.
 type Store struct {
 	db *bolt.DB
+	// hooks are called after commits; set before the store is shared.
+	hooks Hooks
 }
+
+// Hooks are called after a change is durable, from the goroutine that made
+// it. The controller uses them for fault injection (a crash right after a
+// commit, see controller/faults.go); they must be quick.
+type Hooks struct {
+	// AfterFire is called after Fire committed the changes to run.
+	AfterFire func(run *Run, changes []Change)
+	// AfterBeginAttempt is called after BeginAttempt journaled key, before
+	// the caller may send the request.
+	AfterBeginAttempt func(runID, stepID, key string)
+}
+
+// SetHooks installs hooks; call it before the store is used concurrently.
+func (s *Store) SetHooks(h Hooks) { s.hooks = h }
 
 // Open opens (creating if needed) the store in stateDir. It fails with
 // ErrLocked within lockWait when another controller holds it.
