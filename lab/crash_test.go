@@ -73,8 +73,8 @@ func controllerRunning(t *testing.T, dir string) bool {
 	return false
 }
 
-// labSQL opens master on the lab's SQL simulator of host.
-func labSQL(t *testing.T, dir, host string) *sql.DB {
+// sqlOpenDB opens database db on the lab's SQL simulator of host.
+func sqlOpenDB(t *testing.T, dir, host, db string) *sql.DB {
 	t.Helper()
 	st, err := lab.Load(dir)
 	require.NoError(t, err)
@@ -88,11 +88,11 @@ func labSQL(t *testing.T, dir, host string) *sql.DB {
 	pw, err := os.ReadFile(st.SQLPasswordFile)
 	require.NoError(t, err)
 	u := url.URL{Scheme: "sqlserver", User: url.UserPassword("sa", strings.TrimSpace(string(pw))), Host: addr}
-	u.RawQuery = url.Values{"database": {"master"}, "encrypt": {"disable"}}.Encode()
-	db, err := sql.Open("sqlserver", u.String())
+	u.RawQuery = url.Values{"database": {db}, "encrypt": {"disable"}}.Encode()
+	d, err := sql.Open("sqlserver", u.String())
 	require.NoError(t, err)
-	t.Cleanup(func() { db.Close() })
-	return db
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
 // TestLab_ControllerKilledAtEveryStepBoundary is the crash test of issue 5:
@@ -120,7 +120,7 @@ func TestLab_ControllerKilledAtEveryStepBoundary(t *testing.T) {
 
 	// Every RESTORE LOG on the backup instance takes 3 s more: F3 is long
 	// enough to be killed in.
-	backup := labSQL(t, dir, "sql1.dc2.chatdr.lab")
+	backup := sqlOpenDB(t, dir, "sql1.dc2.chatdr.lab", "master")
 	_, err := backup.ExecContext(t.Context(), "EXEC master.dbo.sp_chatdr_fault @action = 'add', @match = '^RESTORE LOG', @delay_ms = 3000, @count = -1")
 	require.NoError(t, err)
 
