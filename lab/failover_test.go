@@ -4,7 +4,6 @@ package lab_test
 
 import (
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,14 +22,6 @@ import (
 // writing, and checks that every acknowledged message is in the database
 // the pool uses afterwards.
 func TestLab_PlannedFailover(t *testing.T) {
-	// Known intermittent failure, under investigation: in about half of the
-	// runs on a loaded machine F3 (ls.restore_pending) never reaches the
-	// tail-log backup's LSN (reached_lsn stays at the full restore's) and
-	// the run pauses after its retries. Until the cause is found the test
-	// runs only when asked for, so that it cannot block unrelated work.
-	if os.Getenv("CHATDR_LAB_FAILOVER") != "1" {
-		t.Skip("set CHATDR_LAB_FAILOVER=1 to run the lab failover/failback test (intermittent, see the comment)")
-	}
 	dir := filepath.Join(t.TempDir(), "lab")
 	t.Cleanup(func() { _, _ = lab.Down(dir, 5*time.Second) })
 	up := chatdr(t, nil, "lab", "up", "--dir", dir, "--bin", binDir)
