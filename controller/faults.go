@@ -83,4 +83,3 @@ func killSelf() {
 	}
 	select {} // the kill is asynchronous: nothing more may run
 }
-
