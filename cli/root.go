@@ -2,7 +2,7 @@
 //
 // Exit codes (docs/cli.md): 0 success, 1 the operation failed, 2 bad usage or
 // invalid input, 3 controller unreachable or not authorized, 4 the run waits
-// for an approval (--wait).
+// for an approval (--wait, run watch).
 package cli
 
 import (
@@ -62,10 +62,10 @@ controller that runs each procedure as a durable, resumable plan.
 
 Exit codes:
   0  success
-  1  the operation failed
+  1  the operation failed (preflight: no-go; a run that failed, paused or was cancelled)
   2  bad usage or invalid input
   3  controller unreachable or not authorized
-  4  the run waits for an approval (failover/failback/run resume --wait)
+  4  the run waits for an approval (failover/failback/run resume --wait, run watch)
 
 Environment:
   CHATDR_CONTROLLER  default for --controller
@@ -102,6 +102,7 @@ Environment:
 		newFailbackCommand(g),
 		newRunCommand(g),
 		newAuditCommand(g),
+		newPreflightCommand(g),
 	)
 	return root
 }

@@ -19,9 +19,6 @@ import (
 // for an approval.
 const ExitWaitingApproval = 4
 
-// waitPoll is how often --wait asks the controller for the run.
-const waitPoll = 500 * time.Millisecond
-
 // startOptions are the flags of failover and failback.
 type startOptions struct {
 	pool, mode, reason, forceReason string
@@ -52,9 +49,9 @@ func newFailoverCommand(g *globals) *cobra.Command {
 confirmation (unless --yes; without a terminal on stdin --yes is required),
 then starts it as a run on the controller. Needs the operator or admin role.
 
-With --wait, prints one line per step state change until the run ends: exit 0
-when it succeeded, 1 when it paused, failed or was cancelled (with the error),
-4 when it waits for an approval ('chatdr run approve').`,
+With --wait, follows the run like 'chatdr run watch' (live progress, then the
+report): exit 0 when it succeeded, 1 when it paused, failed or was cancelled
+(with the error), 4 when it waits for an approval ('chatdr run approve').`,
 		Example: `  chatdr failover --pool pchat.chatdr.lab --mode planned --yes --wait`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -146,97 +143,6 @@ func (g *globals) startRun(cmd *cobra.Command, o *startOptions, kind controllerv
 	return g.waitRun(cmd.Context(), client, id)
 }
 
-// waitRun polls the run until it ends or waits for approval, printing a
-// line per step state change, then the outcome.
-func (g *globals) waitRun(ctx context.Context, client controllerv1.ControllerServiceClient, id string) error {
-	seen := map[string]string{}
-	runState := ""
-	for {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := client.GetRun(cctx, &controllerv1.GetRunRequest{RunId: id})
-		cancel()
-		if err != nil {
-			return g.rpcErr(err)
-		}
-		run := resp.GetRun()
-		stateChanged := run.GetState() != runState
-		runState = run.GetState()
-		stopping := runState != "pending" && runState != "running" && runState != "cancelling"
-		if stopping && (runState == "paused" || runState == "failed") && inFlight(run) {
-			// The other steps of the group finish before the run stops
-			// moving; report them too.
-			stopping, stateChanged, runState = false, false, ""
-		}
-		if stateChanged && !stopping && g.output != "json" {
-			fmt.Fprintf(g.stdout, "%s  run %s: %s\n", time.Now().UTC().Format("15:04:05"), id, runState)
-		}
-		for _, s := range run.GetSteps() {
-			prev, known := seen[s.GetId()]
-			if prev == s.GetState() {
-				continue
-			}
-			seen[s.GetId()] = s.GetState()
-			if !known && s.GetState() == "pending" {
-				continue // every step starts pending; print changes only
-			}
-			line := fmt.Sprintf("%s  %-16s %-34s %-28s", time.Now().UTC().Format("15:04:05"), s.GetState(), s.GetId(), s.GetHost())
-			if el := elapsed(s); el != "" {
-				line += " " + el
-			}
-			if e := s.GetError(); e != nil && s.GetState() != "succeeded" {
-				line += "  " + errText(e)
-			}
-			if g.output != "json" {
-				fmt.Fprintln(g.stdout, strings.TrimRight(line, " "))
-			}
-		}
-		if stateChanged && stopping && g.output != "json" {
-			fmt.Fprintf(g.stdout, "%s  run %s: %s\n", time.Now().UTC().Format("15:04:05"), id, runState)
-		}
-		switch runState {
-		case "succeeded", "acknowledged":
-			return g.finish(run, nil)
-		case "paused", "failed", "cancelled":
-			msg := fmt.Sprintf("run %s %s", id, runState)
-			if e := run.GetError(); e != nil {
-				msg += ": " + errText(e)
-			}
-			if runState == "paused" {
-				msg += fmt.Sprintf("; fix the cause, then 'chatdr run resume %s' (or 'chatdr run cancel %s')", id, id)
-			}
-			return g.finish(run, failed(errors.New(msg)))
-		case "waiting_approval":
-			return g.finish(run, &ExitError{Code: ExitWaitingApproval,
-				Err: fmt.Errorf("run %s waits for approval: 'chatdr run show %s', then 'chatdr run approve %s --reason ...' (role approver or admin)", id, id, id)})
-		}
-		select {
-		case <-ctx.Done():
-			return failed(ctx.Err())
-		case <-time.After(waitPoll):
-		}
-	}
-}
-
-// inFlight reports whether a step of run is still running on its agent.
-func inFlight(run *controllerv1.Run) bool {
-	for _, s := range run.GetSteps() {
-		if s.GetState() == "running" {
-			return true
-		}
-	}
-	return false
-}
-
-// finish prints the run as JSON (with -o json) and returns err.
-func (g *globals) finish(run *controllerv1.Run, err error) error {
-	if g.output == "json" {
-		if perr := g.printJSON(run); perr != nil {
-			return perr
-		}
-	}
-	return err
-}
-
 func elapsed(s *controllerv1.RunStep) string {
 	if s.GetStarted() == nil {
 		return ""
@@ -266,7 +172,7 @@ func errText(e *controllerv1.RunError) string {
 func newRunCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "List, show, approve, cancel, resume and acknowledge runs",
+		Short: "List, show, watch, approve, cancel, resume and acknowledge runs",
 	}
 	// call dials the controller and runs one call with a deadline.
 	call := func(cmd *cobra.Command, f func(context.Context, controllerv1.ControllerServiceClient) error) error {
@@ -318,6 +224,10 @@ func newRunCommand(g *globals) *cobra.Command {
 					return g.printJSON(resp.GetRun())
 				}
 				g.printRun(resp.GetRun())
+				if resp.GetRun().GetReport() != nil {
+					fmt.Fprintln(g.stdout)
+					printReport(g.stdout, resp.GetRun(), time.Now())
+				}
 				return nil
 			})
 		},
@@ -404,7 +314,7 @@ func newRunCommand(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(list, show, approve, cancelCmd, resume, ack)
+	cmd.AddCommand(list, show, newRunWatchCommand(g), approve, cancelCmd, resume, ack)
 	return cmd
 }
 

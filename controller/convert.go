@@ -131,6 +131,55 @@ func runToProto(r *store.Run, withOutput bool) *controllerv1.Run {
 	return out
 }
 
+// runDetailToProto converts a run for GetRun: step outputs, each step's
+// latest progress from progress (keyed by step ID; may be nil) and the
+// report as of now.
+func runDetailToProto(r *store.Run, progress map[string]stepProgress, now time.Time) *controllerv1.Run {
+	out := runToProto(r, true)
+	for _, ps := range out.Steps {
+		if p, ok := progress[ps.Id]; ok {
+			ps.Progress = &controllerv1.StepProgress{Stage: p.Stage, Done: p.Done, Total: p.Total, Unit: p.Unit, Time: ts(p.Time)}
+		}
+	}
+	out.Report = reportToProto(runReport(r, now))
+	return out
+}
+
+// runDetail converts a run for GetRun with the progress the agents
+// reported to this controller.
+func (s *Server) runDetail(r *store.Run) *controllerv1.Run {
+	var progress map[string]stepProgress
+	if s.progress != nil {
+		var ended time.Time
+		if r.Status.State.Finished() {
+			ended = r.Status.Ended
+			if ended.IsZero() {
+				ended = r.Updated
+			}
+		}
+		progress = s.progress.snapshot(r.ID, ended)
+	}
+	return runDetailToProto(r, progress, time.Now())
+}
+
+// reportToProto converts a run report.
+func reportToProto(rep report) *controllerv1.RunReport {
+	out := &controllerv1.RunReport{
+		Elapsed: durationpb.New(rep.Elapsed), WaitingApproval: durationpb.New(rep.WaitingApproval),
+		Outage: durationpb.New(rep.Outage), DataLossKnown: rep.DataLoss.Known,
+		RestoredTo: ts(rep.DataLoss.RestoredTo), NewestBackup: ts(rep.DataLoss.NewestBackup),
+		DataLossNotes: rep.DataLossNotes, StepsRetried: int32(rep.StepsRetried),
+	}
+	if rep.DataLoss.Known {
+		out.DataLoss = durationpb.New(rep.DataLoss.Window)
+	}
+	for _, a := range rep.Approvals {
+		out.Approvals = append(out.Approvals, &controllerv1.ReportApproval{StepId: a.StepID,
+			Approval: &controllerv1.Approval{Approver: a.Approver, Role: string(a.Role), Reason: a.Reason, Time: ts(a.Time)}})
+	}
+	return out
+}
+
 // errorToProto converts a run or step error; nil stays nil.
 func errorToProto(e *engine.Error) *controllerv1.RunError {
 	if e == nil {

@@ -111,7 +111,7 @@ func (s *Server) GetRun(_ context.Context, req *controllerv1.GetRunRequest) (*co
 	if err != nil {
 		return nil, runErr(err)
 	}
-	return &controllerv1.GetRunResponse{Run: runToProto(run, true)}, nil
+	return &controllerv1.GetRunResponse{Run: s.runDetail(run)}, nil
 }
 
 // ListRuns implements ControllerService.
@@ -162,6 +162,12 @@ func (s *Server) ApproveStep(ctx context.Context, req *controllerv1.ApproveStepR
 	}
 	run, complete, err := s.store.Approve(req.GetRunId(), stepID, who, req.GetReason())
 	if err != nil {
+		if errors.Is(err, engine.ErrDuplicateApprover) || errors.Is(err, engine.ErrNotApprover) || errors.Is(err, engine.ErrNotWaitingApproval) {
+			// A refused approval is audited too (issue 5); it records no approval.
+			if _, aerr := s.store.Audit(who, "approval.refused", req.GetRunId(), stepID, map[string]any{"reason": req.GetReason(), "error": err.Error()}); aerr != nil {
+				s.log.Warn("audit refused approval", "run", req.GetRunId(), "step", stepID, "err", aerr)
+			}
+		}
 		return nil, runErr(err)
 	}
 	s.log.Info("step approved", "run", run.ID, "step", stepID, "by", who.Name, "complete", complete)
@@ -197,6 +203,10 @@ func (s *Server) CancelRun(ctx context.Context, req *controllerv1.CancelRunReque
 	if run.Status.State == engine.RunCancelling {
 		// Settle the steps in flight; a runner already driving it does so.
 		s.drive(run.ID)
+	}
+	if run.Status.State == engine.RunCancelled {
+		// Cancelled at once (no step in flight): no runner saw it end.
+		s.metrics.runs.RunStopped(run)
 	}
 	return &controllerv1.CancelRunResponse{Run: runToProto(run, false)}, nil
 }

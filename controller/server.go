@@ -65,6 +65,8 @@ type Server struct {
 	metrics *metrics
 	store   *store.Store
 	runner  *runner.Runner
+	// progress is the agents' latest progress per run step (GetRun).
+	progress *progressBook
 	// runCtx bounds the runner's goroutines (runs), which serve waits
 	// for before it closes the store.
 	runCtx context.Context
@@ -115,8 +117,11 @@ func serve(ctx context.Context, cfg *Config, topo *topology.Topology, agents []t
 		return err
 	}
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: newMetrics(), store: st, runCtx: runCtx,
-		runner: runner.New(st, fl, runner.Options{Topology: topo, Jitter: 0.2})}
+	met := newMetrics()
+	met.runs = newRunMetrics(met.reg, st)
+	progress := newProgressBook(time.Now)
+	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: met, store: st, runCtx: runCtx, progress: progress,
+		runner: runner.New(st, fl, runner.Options{Topology: topo, Jitter: 0.2, Observer: met.runs, OnProgress: progress.record})}
 	// Runs stop (their steps in flight stay journaled for the next start)
 	// before the fleet and the store close.
 	defer s.runs.Wait()
@@ -271,6 +276,7 @@ type metrics struct {
 	reg          *prometheus.Registry
 	fleetLatency prometheus.Histogram
 	reachable    *prometheus.GaugeVec
+	runs         *runMetrics // nil in tests that build metrics alone
 }
 
 func newMetrics() *metrics {
@@ -328,6 +334,7 @@ func (s *Server) buildPlan(ctx context.Context, req *controllerv1.BuildPlanReque
 	if statuses == nil && err != nil {
 		return nil, nil, status.FromContextError(err).Err()
 	}
+	s.metrics.observeFleet(statuses)
 	facts, said := planFacts(topo, statuses)
 	p, err := plan.Build(topo, facts, plan.Request{
 		Kind: kind, Pool: topo.Pool, Now: time.Now().UTC(),

@@ -154,6 +154,7 @@ FROM msdb.dbo.log_shipping_monitor_secondary WHERE secondary_database = @p1`, na
 		// the primary took it; anything after that is at risk.
 		newest, haveNewest := fileTime(name, r.str("last_copied_file"))
 		if s, _, err := p.snapshot(ctx, db, name); err == nil {
+			p.probeDirs(out, s)
 			if entries, err := os.ReadDir(s.BackupDestinationDirectory); err == nil {
 				waiting := 0
 				last := strings.ToLower(baseName(r.str("last_restored_file")))
@@ -172,8 +173,46 @@ FROM msdb.dbo.log_shipping_monitor_secondary WHERE secondary_database = @p1`, na
 			out["newest_backup_held"] = newest.Format(time.RFC3339)
 			out["estimated_data_loss_seconds"] = time.Since(newest).Round(time.Second).Seconds()
 		}
+	} else if s, fromFile, err := p.snapshot(ctx, db, name); err == nil && fromFile {
+		// Log shipping was removed by a failover (F1): the saved snapshot
+		// still names the share a failback writes its full backup to.
+		p.probeDirs(out, s)
 	}
 	return out, nil
+}
+
+// probeDirs reports whether the copy job could work now: the backup share
+// readable (source_readable) and the copy directory writable
+// (copy_dir_writable), each with the reason when not. A directory outside
+// the agent's roots counts as unusable, since the copy action would refuse
+// it. The write test creates and removes an empty temporary file, nothing
+// else.
+func (p *Plugin) probeDirs(out pluginsdk.Output, s Snapshot) {
+	out["source_dir"], out["copy_dir"] = s.BackupSourceDirectory, s.BackupDestinationDirectory
+	if src, err := confine(p.roots, s.BackupSourceDirectory); err != nil {
+		out["source_readable"], out["source_error"] = false, err.Error()
+	} else if _, err := os.ReadDir(src); err != nil {
+		out["source_readable"], out["source_error"] = false, err.Error()
+	} else {
+		out["source_readable"] = true
+	}
+	dst, err := confine(p.roots, s.BackupDestinationDirectory)
+	if err != nil {
+		out["copy_dir_writable"], out["copy_dir_error"] = false, err.Error()
+		return
+	}
+	f, err := os.CreateTemp(dst, ".chatdr-probe-*.tmp")
+	if err != nil {
+		out["copy_dir_writable"], out["copy_dir_error"] = false, err.Error()
+		return
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		out["copy_dir_writable"], out["copy_dir_error"] = false, "remove probe file: "+err.Error()
+		return
+	}
+	out["copy_dir_writable"] = true
 }
 
 func baseName(p string) string {

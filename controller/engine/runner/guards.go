@@ -238,6 +238,31 @@ func dataLossWindow(run *store.Run, from []string) window {
 	return w
 }
 
+// DataLossWindow is a run's data-loss window as DataLoss computes it.
+type DataLossWindow struct {
+	// RestoredTo is the point the restore reached (reached_backup_time);
+	// zero when no source step reports it.
+	RestoredTo time.Time
+	// NewestBackup is the newest backup seen (newest_backup_time or
+	// backup_finish_date); zero when none is reported.
+	NewestBackup time.Time
+	// Window is NewestBackup minus RestoredTo; meaningful only when Known.
+	Window time.Duration
+	// Known: every source step reported, the restore completed and left
+	// nothing unapplied, and the share was readable.
+	Known bool
+	// Why says why the window is unknown, one line each.
+	Why []string
+}
+
+// DataLoss computes the data-loss window of run from the outputs of the
+// steps stepIDs (a plan step's DataLossFrom), exactly as the runner does
+// when it decides whether a data_loss approval is needed. Pure.
+func DataLoss(run *store.Run, stepIDs []string) DataLossWindow {
+	w := dataLossWindow(run, stepIDs)
+	return DataLossWindow{RestoredTo: w.reached, NewestBackup: w.newest, Window: w.window, Known: w.known, Why: w.why}
+}
+
 func timeField(m map[string]any, f string) (time.Time, bool) {
 	s, _ := m[f].(string)
 	if s == "" {

@@ -70,6 +70,23 @@ type Options struct {
 	Poll time.Duration
 	// OnProgress, when set, receives the agents' progress and log events.
 	OnProgress ProgressFunc
+	// Observer, when set, is told of every recorded attempt and of every
+	// run the runner stops driving (metrics).
+	Observer Observer
+}
+
+// Observer is told what the runner recorded, after the store committed it.
+// Its methods are called from the runs' goroutines: they must be quick,
+// safe for concurrent use, must not keep or change their arguments, and
+// must not call the runner.
+type Observer interface {
+	// AttemptEnded is called once per attempt whose outcome the runner
+	// recorded, with the run as the store holds it afterwards and the
+	// step's record in it (state succeeded, retry_wait, failed or skipped).
+	AttemptEnded(run *store.Run, step *store.StepRecord)
+	// RunStopped is called when a run the runner drove reached a finished
+	// state (succeeded, failed, cancelled) or paused, once per such change.
+	RunStopped(run *store.Run)
 }
 
 // Errors returned by Start and Resume; test with errors.Is.
@@ -146,9 +163,11 @@ func (r *Runner) Start(ctx context.Context, runID string) error {
 		e := &engine.Error{Code: "plan_invalid", Message: err.Error(),
 			Hint: "build the plan again (`chatdr plan`) against the current topology and start a new run"}
 		if engine.CanRun(run.Status.State, engine.RunFail) {
-			if _, ferr := r.st.FireRun(runID, controller, engine.RunFail, engine.RunInput{Err: e}); ferr != nil {
+			failed, ferr := r.st.FireRun(runID, controller, engine.RunFail, engine.RunInput{Err: e})
+			if ferr != nil {
 				return errors.Join(fmt.Errorf("%w: %v", ErrFailed, e), ferr)
 			}
+			r.runStopped(failed)
 		}
 		return fmt.Errorf("run %s: %w: %w", runID, ErrFailed, e)
 	}
@@ -213,8 +232,18 @@ func outcome(run *store.Run) error {
 	return nil
 }
 
+// runStopped tells the observer, if any, that run stopped.
+func (r *Runner) runStopped(run *store.Run) {
+	if r.opts.Observer != nil && run != nil {
+		r.opts.Observer.RunStopped(run)
+	}
+}
+
 // drive runs the groups in order until the run stops.
 func (r *Runner) drive(ctx context.Context, runID string, p *plan.Plan) error {
+	// driving: this call saw the run in a state it drives, so a stop seen
+	// afterwards happened while it drove (and is observed once).
+	driving := false
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -226,6 +255,9 @@ func (r *Runner) drive(ctx context.Context, runID string, p *plan.Plan) error {
 		st := run.Status.State
 		switch {
 		case st.Finished(), st == engine.RunPaused:
+			if driving {
+				r.runStopped(run)
+			}
 			return outcome(run)
 		case st == engine.RunPending:
 			if _, err := r.st.FireRun(runID, controller, engine.RunStart, engine.RunInput{}); err != nil {
@@ -233,6 +265,7 @@ func (r *Runner) drive(ctx context.Context, runID string, p *plan.Plan) error {
 			}
 			continue
 		}
+		driving = true
 		gi := currentGroup(run)
 		if st == engine.RunCancelling {
 			if err := r.finishCancel(ctx, run, p, gi); err != nil {
@@ -753,7 +786,7 @@ func backoff(p plan.Retry, n int, jitter float64) time.Duration {
 // When the store cannot be written the step stays running and the next
 // pass settles it again through GetExecution, without resending.
 func (r *Runner) record(runID string, s plan.Step, key string, res result) {
-	_, _ = r.fire(runID, func(run *store.Run) ([]store.Change, error) {
+	build := func(run *store.Run) ([]store.Change, error) {
 		rec := run.Step(s.ID)
 		if rec == nil || rec.Status.State != engine.StepRunning || rec.Status.Key != key {
 			return nil, nil // already settled
@@ -781,5 +814,16 @@ func (r *Runner) record(runID string, s plan.Step, key string, res result) {
 			cs = append(cs, store.Change{RunEvent: engine.RunPause, RunInput: engine.RunInput{Err: &e}, Details: map[string]any{"step": s.ID}})
 		}
 		return cs, nil
+	}
+	fired := false
+	run, err := r.fire(runID, func(run *store.Run) ([]store.Change, error) {
+		cs, err := build(run)
+		fired = err == nil && len(cs) > 0
+		return cs, err
 	})
+	if err == nil && fired && r.opts.Observer != nil {
+		if rec := run.Step(s.ID); rec != nil {
+			r.opts.Observer.AttemptEnded(run, rec)
+		}
+	}
 }
