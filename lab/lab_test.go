@@ -48,7 +48,7 @@ type result struct {
 }
 
 // chatdr runs the real chatdr binary with env (KEY=VALUE) added.
-func chatdr(t *testing.T, env []string, args ...string) result {
+func chatdr(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), testutil.Exe(binDir, "chatdr"), args...)
 	cmd.Env = append(os.Environ(), env...)

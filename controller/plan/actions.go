@@ -9,6 +9,7 @@ const (
 	actKillSessions  = "mssql.db.kill_sessions"
 	actRecover       = "mssql.db.recover"
 	actTailLog       = "mssql.db.tail_log_backup"
+	actFence         = "mssql.db.fence"
 	actBackupFull    = "mssql.db.backup_full"
 	actRestoreFull   = "mssql.db.restore_full"
 	actLSSnapshot    = "mssql.ls.snapshot"
@@ -55,6 +56,8 @@ func policyFor(action string) policy {
 		return policy{timeout: 30 * time.Minute, retry: retry(2, 30*time.Second, time.Minute), destructive: true}
 	case actTailLog:
 		return policy{timeout: 30 * time.Minute, retry: retry(2, 30*time.Second, time.Minute), destructive: true}
+	case actFence:
+		return policy{timeout: 30 * time.Minute, retry: retry(3, 10*time.Second, time.Minute), destructive: true}
 	case actBackupFull:
 		return policy{timeout: 2 * time.Hour, retry: retry(2, time.Minute, 5*time.Minute)}
 	case actRestoreFull:

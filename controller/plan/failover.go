@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/chatdr/chatdr/controller/topology"
 )
@@ -257,6 +258,11 @@ func (b *builder) failover(disaster bool) error {
 		rec.DataLossFrom = []string{tailID, copyID, restoreID}
 	}
 	b.add("recover-backup", rec)
+	if disaster {
+		// domain §6.1–6.2: from here on the old primary must stay fenced.
+		b.add("fence-old-primary", b.fenceOldPrimarySteps("F4c", db, source,
+			"domain §6.1 (inference): the backup is now writable; if the old primary answers again, its "+db+" is fenced before anything can write to it")...)
+	}
 
 	// F5, then wait for each server's local store.
 	sw := b.step("F5-set-pool-failed-over", shell, actCSSetState, map[string]any{"state": string(PoolFailedOver), "identity": t.PoolIdentity},
@@ -288,9 +294,41 @@ func (b *builder) failover(disaster bool) error {
 	if !b.opt.MirrorBeforeActivate {
 		mirror()
 	}
+	if disaster {
+		b.add("fence-returned-primary", b.fenceOldPrimarySteps("F8", db, source,
+			"domain §6.1–6.2 (inference): last check before the run ends: an old primary that came back during the failover is fenced, so that "+db+" has one writable copy")...)
+	}
 
 	b.failoverNotes(disaster, kind)
 	return nil
+}
+
+// fenceOldPrimarySteps returns best-effort db.fence steps for database on
+// the old primary and primary mirror: skipped while their agents are
+// unreachable (a lost site), a no-op when the database is not writable, and
+// otherwise a tail-log backup WITH NORECOVERY into the share under a name
+// log shipping never picks up (or SET OFFLINE when the share is gone).
+func (b *builder) fenceOldPrimarySteps(prefix, database, share, reason string) []Step {
+	var steps []Step
+	for _, h := range []*topology.SQLHost{b.t.SQL.Primary, b.t.SQL.PrimaryMirror} {
+		if h == nil {
+			continue
+		}
+		path := joinPath(share, fmt.Sprintf("%s_orphaned_tail_%s_%s.bak", database, h.FQDN, stamp(b.r.Now)))
+		st := b.step(fmt.Sprintf("%s-fence-%s-%s", prefix, hostLabel(h.FQDN), database), h.FQDN, actFence,
+			map[string]any{"database": database, "path": path}, reason)
+		st.BestEffort = true
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+// hostLabel is the first label of a host name (sql1 for sql1.dc1.example).
+func hostLabel(fqdn string) string {
+	if i := strings.IndexByte(fqdn, '.'); i > 0 {
+		return fqdn[:i]
+	}
+	return fqdn
 }
 
 // fencingGuards returns the old_primary_not_writable guards for database:

@@ -29,6 +29,8 @@ func (p *Plugin) Execute(ctx context.Context, req *pluginsdk.Request, emit plugi
 		return p.recoverDB(ctx, db, pr, emit)
 	case "db.tail_log_backup":
 		return p.tailLogBackup(ctx, db, pr, emit)
+	case "db.fence":
+		return p.fence(ctx, db, pr, emit)
 	case "db.backup_full":
 		return p.backupFull(ctx, db, pr, emit)
 	case "db.restore_full":

@@ -97,6 +97,7 @@ func (p *Plugin) Info(context.Context) (*pluginsdk.Info, error) {
 			action("db.kill_sessions", "end every user session on a database (sp_who2/KILL), so that RESTORE gets exclusive access", false, true, false, 5*time.Minute, pDatabase),
 			action("db.recover", "RESTORE DATABASE ... WITH RECOVERY: bring a RESTORING/STANDBY database online (irreversible: a new recovery fork)", false, true, true, 30*time.Minute, pDatabase),
 			action("db.tail_log_backup", "BACKUP LOG ... WITH NORECOVERY: last log backup of the primary, leaving it RESTORING (fences it)", false, true, true, 30*time.Minute, pDatabase, pPath),
+			action("db.fence", "make a database that must no longer be written non-writable, keeping its data: SET PARTNER OFF, KILL, BACKUP LOG ... WITH NORECOVERY to path, or SET OFFLINE when that backup fails (domain §6.1-6.2)", false, true, true, 30*time.Minute, pDatabase, pPath),
 			action("db.backup_full", "BACKUP DATABASE to a file with CHECKSUM", false, true, false, 2*time.Hour, pDatabase, pPath,
 				boolean("copy_only", "COPY_ONLY: do not disturb the log chain"), boolean("init", "overwrite the file (default true)")),
 			action("db.restore_full", "RESTORE DATABASE from a full backup (REPLACE; RECOVERY, NORECOVERY or STANDBY; MOVE to the existing files' paths)", false, true, true, 2*time.Hour, pDatabase, pPath,

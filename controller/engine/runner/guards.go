@@ -109,7 +109,7 @@ func (r *Runner) guardError(ctx context.Context, run *store.Run, s plan.Step) *e
 			e = &engine.Error{Code: "guard_failed", Host: g.Host,
 				Message: fmt.Sprintf("step %s refused (guard %s): database %s on %s is writable (%s): making the backup writable now would leave two writable copies",
 					s.ID, g.Kind, g.Database, g.Host, v.why),
-				Hint: fmt.Sprintf("fence the old primary (take %s on %s offline or make it unreachable to clients), then resume the run; force only with a split-brain override", g.Database, g.Host)}
+				Hint: fmt.Sprintf("the old primary answers again (domain §6.2): if it is healthy, cancel this run (chatdr run cancel) and fail over with --mode planned, which loses nothing; otherwise fence it (take %s on %s offline or make it unreachable to clients) and resume the run; force only with a split-brain override", g.Database, g.Host)}
 		case plan.GuardDatabaseWritable:
 			e = &engine.Error{Code: "guard_failed", Host: g.Host,
 				Message: fmt.Sprintf("step %s refused (guard %s): database %s on %s is not seen writable (%s): the copy about to be overwritten could be the only writable one",
