@@ -103,6 +103,7 @@ Environment:
 		newRunCommand(g),
 		newAuditCommand(g),
 		newPreflightCommand(g),
+		newDrillCommand(g),
 	)
 	return root
 }

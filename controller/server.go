@@ -53,6 +53,9 @@ var policy = authz.Policy{
 	controllerv1.ControllerService_ListAudit_FullMethodName:      readers,
 	controllerv1.ControllerService_VerifyAudit_FullMethodName:    readers,
 	controllerv1.ControllerService_Preflight_FullMethodName:      readers,
+	controllerv1.ControllerService_RunDrill_FullMethodName:       operators,
+	controllerv1.ControllerService_ListDrills_FullMethodName:     readers,
+	controllerv1.ControllerService_GetDrill_FullMethodName:       readers,
 }
 
 // Server implements ControllerService.
@@ -74,6 +77,9 @@ type Server struct {
 
 	mu   sync.RWMutex
 	topo *topology.Topology
+
+	// drills registers the restore drill in progress (one at a time).
+	drills drillBook
 }
 
 // Run starts the controller described by cfg and blocks until ctx ends, then

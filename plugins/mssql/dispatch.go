@@ -57,6 +57,8 @@ func (p *Plugin) Execute(ctx context.Context, req *pluginsdk.Request, emit plugi
 		return p.mirrorRemove(ctx, db, pr)
 	case "mirror.failover":
 		return p.mirrorFailover(ctx, db, pr)
+	case "drill.restore_copy":
+		return p.drillRestoreCopy(ctx, db, pr, emit)
 	}
 	return nil, pluginsdk.Terminal("unknown_action", "mssql does not offer %q", req.Action)
 }

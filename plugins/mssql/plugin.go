@@ -125,6 +125,10 @@ func (p *Plugin) Info(context.Context) (*pluginsdk.Info, error) {
 			action("mirror.status", "read sys.database_mirroring for a database", true, true, false, time.Minute, pDatabase),
 			action("mirror.remove", "ALTER DATABASE ... SET PARTNER OFF (domain B2)", false, true, false, 5*time.Minute, pDatabase),
 			action("mirror.failover", "ALTER DATABASE ... SET PARTNER FAILOVER on a synchronized principal", false, true, false, 5*time.Minute, pDatabase),
+			action("drill.restore_copy", "restore drill: restore the log-shipped copy under a scratch name (full + logs WITH NORECOVERY, then RECOVERY), time it, validate it, drop it; never touches the secondary, its jobs or the copy directory", false, true, false, 4*time.Hour, pDatabase,
+				str("scratch_dir", "directory for the scratch database's files (default: chatdr-drill beside the secondary's data file)"), str("full_backup", "full backup to start from (default: found in msdb restore history and the share)"),
+				str("source_dir", "override the snapshot's backup share"), str("copy_dir", "override the snapshot's copy directory"),
+				str("table", "table to validate (default dbo.messages)"), str("time_column", "its time column (default posted_at)")),
 		},
 		Probes: []pluginsdk.ProbeSpec{
 			{Name: "mssql.server", Description: "server name, version, and whether SQL Server Agent runs"},

@@ -25,6 +25,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DrillState is where a drill is.
+type DrillState int32
+
+const (
+	// Not set.
+	DrillState_DRILL_STATE_UNSPECIFIED DrillState = 0
+	// The drill runs.
+	DrillState_DRILL_STATE_RUNNING DrillState = 1
+	// The copy was restored, recovered and validated, and dropped.
+	DrillState_DRILL_STATE_SUCCEEDED DrillState = 2
+	// The drill failed (error says why) or its validation found problems.
+	DrillState_DRILL_STATE_FAILED DrillState = 3
+	// The controller stopped while the drill ran; the next drill drops what
+	// it left.
+	DrillState_DRILL_STATE_INTERRUPTED DrillState = 4
+)
+
+// Enum value maps for DrillState.
+var (
+	DrillState_name = map[int32]string{
+		0: "DRILL_STATE_UNSPECIFIED",
+		1: "DRILL_STATE_RUNNING",
+		2: "DRILL_STATE_SUCCEEDED",
+		3: "DRILL_STATE_FAILED",
+		4: "DRILL_STATE_INTERRUPTED",
+	}
+	DrillState_value = map[string]int32{
+		"DRILL_STATE_UNSPECIFIED": 0,
+		"DRILL_STATE_RUNNING":     1,
+		"DRILL_STATE_SUCCEEDED":   2,
+		"DRILL_STATE_FAILED":      3,
+		"DRILL_STATE_INTERRUPTED": 4,
+	}
+)
+
+func (x DrillState) Enum() *DrillState {
+	p := new(DrillState)
+	*p = x
+	return p
+}
+
+func (x DrillState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DrillState) Descriptor() protoreflect.EnumDescriptor {
+	return file_chatdr_controller_v1_controller_proto_enumTypes[0].Descriptor()
+}
+
+func (DrillState) Type() protoreflect.EnumType {
+	return &file_chatdr_controller_v1_controller_proto_enumTypes[0]
+}
+
+func (x DrillState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DrillState.Descriptor instead.
+func (DrillState) EnumDescriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
 // CheckVerdict is the outcome of one preflight check.
 type CheckVerdict int32
 
@@ -71,11 +133,11 @@ func (x CheckVerdict) String() string {
 }
 
 func (CheckVerdict) Descriptor() protoreflect.EnumDescriptor {
-	return file_chatdr_controller_v1_controller_proto_enumTypes[0].Descriptor()
+	return file_chatdr_controller_v1_controller_proto_enumTypes[1].Descriptor()
 }
 
 func (CheckVerdict) Type() protoreflect.EnumType {
-	return &file_chatdr_controller_v1_controller_proto_enumTypes[0]
+	return &file_chatdr_controller_v1_controller_proto_enumTypes[1]
 }
 
 func (x CheckVerdict) Number() protoreflect.EnumNumber {
@@ -84,7 +146,7 @@ func (x CheckVerdict) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CheckVerdict.Descriptor instead.
 func (CheckVerdict) EnumDescriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
 }
 
 // PlanKind is what a plan does.
@@ -128,11 +190,11 @@ func (x PlanKind) String() string {
 }
 
 func (PlanKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_chatdr_controller_v1_controller_proto_enumTypes[1].Descriptor()
+	return file_chatdr_controller_v1_controller_proto_enumTypes[2].Descriptor()
 }
 
 func (PlanKind) Type() protoreflect.EnumType {
-	return &file_chatdr_controller_v1_controller_proto_enumTypes[1]
+	return &file_chatdr_controller_v1_controller_proto_enumTypes[2]
 }
 
 func (x PlanKind) Number() protoreflect.EnumNumber {
@@ -141,7 +203,662 @@ func (x PlanKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PlanKind.Descriptor instead.
 func (PlanKind) EnumDescriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+}
+
+// RunDrillRequest names the pool to drill.
+type RunDrillRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Pool FQDN; must be the topology's.
+	Pool string `protobuf:"bytes,1,opt,name=pool,proto3" json:"pool,omitempty"`
+	// Wait for the drill to end before answering.
+	Wait          bool `protobuf:"varint,2,opt,name=wait,proto3" json:"wait,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunDrillRequest) Reset() {
+	*x = RunDrillRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunDrillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunDrillRequest) ProtoMessage() {}
+
+func (x *RunDrillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunDrillRequest.ProtoReflect.Descriptor instead.
+func (*RunDrillRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *RunDrillRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *RunDrillRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+// RunDrillResponse is the drill's report: RUNNING, or final when waited.
+type RunDrillResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The report.
+	Report        *DrillReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunDrillResponse) Reset() {
+	*x = RunDrillResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunDrillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunDrillResponse) ProtoMessage() {}
+
+func (x *RunDrillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunDrillResponse.ProtoReflect.Descriptor instead.
+func (*RunDrillResponse) Descriptor() ([]byte, []int) {
 	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RunDrillResponse) GetReport() *DrillReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// ListDrillsRequest bounds the answer.
+type ListDrillsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many reports, newest first; 0 means all.
+	Limit         int32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDrillsRequest) Reset() {
+	*x = ListDrillsRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDrillsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDrillsRequest) ProtoMessage() {}
+
+func (x *ListDrillsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDrillsRequest.ProtoReflect.Descriptor instead.
+func (*ListDrillsRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ListDrillsRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// ListDrillsResponse holds drill reports, newest first.
+type ListDrillsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The reports.
+	Drills        []*DrillReport `protobuf:"bytes,1,rep,name=drills,proto3" json:"drills,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDrillsResponse) Reset() {
+	*x = ListDrillsResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDrillsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDrillsResponse) ProtoMessage() {}
+
+func (x *ListDrillsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDrillsResponse.ProtoReflect.Descriptor instead.
+func (*ListDrillsResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListDrillsResponse) GetDrills() []*DrillReport {
+	if x != nil {
+		return x.Drills
+	}
+	return nil
+}
+
+// GetDrillRequest names a drill.
+type GetDrillRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Drill ID (drill-<n>).
+	Id            string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDrillRequest) Reset() {
+	*x = GetDrillRequest{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDrillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDrillRequest) ProtoMessage() {}
+
+func (x *GetDrillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDrillRequest.ProtoReflect.Descriptor instead.
+func (*GetDrillRequest) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetDrillRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetDrillResponse is one drill report.
+type GetDrillResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The report.
+	Report        *DrillReport `protobuf:"bytes,1,opt,name=report,proto3" json:"report,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDrillResponse) Reset() {
+	*x = GetDrillResponse{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDrillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDrillResponse) ProtoMessage() {}
+
+func (x *GetDrillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDrillResponse.ProtoReflect.Descriptor instead.
+func (*GetDrillResponse) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetDrillResponse) GetReport() *DrillReport {
+	if x != nil {
+		return x.Report
+	}
+	return nil
+}
+
+// DrillPhase is one timed part of a drill or of an estimate.
+type DrillPhase struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name: copy_pending, locate, restore_full, restore_logs, recovery,
+	// validate, cleanup; for RTO components copy, restore, recovery.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// How long it took.
+	Duration      *durationpb.Duration `protobuf:"bytes,2,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrillPhase) Reset() {
+	*x = DrillPhase{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrillPhase) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrillPhase) ProtoMessage() {}
+
+func (x *DrillPhase) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrillPhase.ProtoReflect.Descriptor instead.
+func (*DrillPhase) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DrillPhase) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DrillPhase) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// DrillReport is what a drill did and measured.
+type DrillReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ID (drill-<n>).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Pool FQDN.
+	Pool string `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
+	// State.
+	State DrillState `protobuf:"varint,3,opt,name=state,proto3,enum=chatdr.controller.v1.DrillState" json:"state,omitempty"`
+	// Who started it.
+	StartedBy string `protobuf:"bytes,4,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	// When it started and ended.
+	StartedAt  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	FinishedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=finished_at,json=finishedAt,proto3" json:"finished_at,omitempty"`
+	// The backup SQL host it ran on, the database drilled and the scratch
+	// database (dropped at the end).
+	Host            string `protobuf:"bytes,7,opt,name=host,proto3" json:"host,omitempty"`
+	Database        string `protobuf:"bytes,8,opt,name=database,proto3" json:"database,omitempty"`
+	ScratchDatabase string `protobuf:"bytes,9,opt,name=scratch_database,json=scratchDatabase,proto3" json:"scratch_database,omitempty"`
+	// Why it failed (code and message), when it did.
+	Error string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	// The phases, in order, with their durations.
+	Phases []*DrillPhase `protobuf:"bytes,11,rep,name=phases,proto3" json:"phases,omitempty"`
+	// The full backup it started from.
+	FullBackup string `protobuf:"bytes,12,opt,name=full_backup,json=fullBackup,proto3" json:"full_backup,omitempty"`
+	// Log backups restored; of them, those the secondary has not restored
+	// yet (what a failover's F3 would still restore).
+	LogsRestored int32 `protobuf:"varint,13,opt,name=logs_restored,json=logsRestored,proto3" json:"logs_restored,omitempty"`
+	LogsPending  int32 `protobuf:"varint,14,opt,name=logs_pending,json=logsPending,proto3" json:"logs_pending,omitempty"`
+	// Log backups of the share not yet in the copy directory (F2).
+	PendingCopyFiles int32 `protobuf:"varint,15,opt,name=pending_copy_files,json=pendingCopyFiles,proto3" json:"pending_copy_files,omitempty"`
+	// Whether every log backup after the full was restored, and if not why.
+	Complete   bool   `protobuf:"varint,16,opt,name=complete,proto3" json:"complete,omitempty"`
+	StopReason string `protobuf:"bytes,17,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
+	// Rows of the validated table, and its newest time (last message).
+	Rows          int64                  `protobuf:"varint,18,opt,name=rows,proto3" json:"rows,omitempty"`
+	LastMessageAt *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=last_message_at,json=lastMessageAt,proto3" json:"last_message_at,omitempty"`
+	// Validation problems (empty when valid).
+	Problems []string `protobuf:"bytes,20,rep,name=problems,proto3" json:"problems,omitempty"`
+	// The restore point reached: LSN and the finish time of its backup; and
+	// the newest log backup seen.
+	ReachedLsn        string                 `protobuf:"bytes,21,opt,name=reached_lsn,json=reachedLsn,proto3" json:"reached_lsn,omitempty"`
+	ReachedBackupTime *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=reached_backup_time,json=reachedBackupTime,proto3" json:"reached_backup_time,omitempty"`
+	NewestBackupTime  *timestamppb.Timestamp `protobuf:"bytes,23,opt,name=newest_backup_time,json=newestBackupTime,proto3" json:"newest_backup_time,omitempty"`
+	// RPO observed: the time from the restore point to the drill (what a
+	// disaster at that moment would lose with the backups at hand).
+	DataLossWindow *durationpb.Duration `protobuf:"bytes,24,opt,name=data_loss_window,json=dataLossWindow,proto3" json:"data_loss_window,omitempty"`
+	// Backups seen past the restore point that could not be restored.
+	Unrestorable *durationpb.Duration `protobuf:"bytes,25,opt,name=unrestorable,proto3" json:"unrestorable,omitempty"`
+	// RPO as the log-shipping probe computed it before the drill (time since
+	// the newest backup held); unset when the probe did not say.
+	ProbeDataLoss *durationpb.Duration `protobuf:"bytes,26,opt,name=probe_data_loss,json=probeDataLoss,proto3" json:"probe_data_loss,omitempty"`
+	// Restore time measured: full + logs + recovery.
+	RestoreTime *durationpb.Duration `protobuf:"bytes,27,opt,name=restore_time,json=restoreTime,proto3" json:"restore_time,omitempty"`
+	// RTO estimate of a failover's database part (F2 copy + F3 pending logs +
+	// F4b recovery) and its components; pool state, mirroring and active
+	// servers (F5-F7) are not included.
+	RtoEstimate   *durationpb.Duration `protobuf:"bytes,28,opt,name=rto_estimate,json=rtoEstimate,proto3" json:"rto_estimate,omitempty"`
+	RtoComponents []*DrillPhase        `protobuf:"bytes,29,rep,name=rto_components,json=rtoComponents,proto3" json:"rto_components,omitempty"`
+	// Leftovers of earlier drills this drill dropped.
+	LeftoversCleaned []string `protobuf:"bytes,30,rep,name=leftovers_cleaned,json=leftoversCleaned,proto3" json:"leftovers_cleaned,omitempty"`
+	// Whether the scratch database and its files were removed.
+	CleanedUp     bool `protobuf:"varint,31,opt,name=cleaned_up,json=cleanedUp,proto3" json:"cleaned_up,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DrillReport) Reset() {
+	*x = DrillReport{}
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DrillReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DrillReport) ProtoMessage() {}
+
+func (x *DrillReport) ProtoReflect() protoreflect.Message {
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DrillReport.ProtoReflect.Descriptor instead.
+func (*DrillReport) Descriptor() ([]byte, []int) {
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DrillReport) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DrillReport) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
+func (x *DrillReport) GetState() DrillState {
+	if x != nil {
+		return x.State
+	}
+	return DrillState_DRILL_STATE_UNSPECIFIED
+}
+
+func (x *DrillReport) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *DrillReport) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *DrillReport) GetFinishedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishedAt
+	}
+	return nil
+}
+
+func (x *DrillReport) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *DrillReport) GetDatabase() string {
+	if x != nil {
+		return x.Database
+	}
+	return ""
+}
+
+func (x *DrillReport) GetScratchDatabase() string {
+	if x != nil {
+		return x.ScratchDatabase
+	}
+	return ""
+}
+
+func (x *DrillReport) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *DrillReport) GetPhases() []*DrillPhase {
+	if x != nil {
+		return x.Phases
+	}
+	return nil
+}
+
+func (x *DrillReport) GetFullBackup() string {
+	if x != nil {
+		return x.FullBackup
+	}
+	return ""
+}
+
+func (x *DrillReport) GetLogsRestored() int32 {
+	if x != nil {
+		return x.LogsRestored
+	}
+	return 0
+}
+
+func (x *DrillReport) GetLogsPending() int32 {
+	if x != nil {
+		return x.LogsPending
+	}
+	return 0
+}
+
+func (x *DrillReport) GetPendingCopyFiles() int32 {
+	if x != nil {
+		return x.PendingCopyFiles
+	}
+	return 0
+}
+
+func (x *DrillReport) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *DrillReport) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
+}
+
+func (x *DrillReport) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *DrillReport) GetLastMessageAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastMessageAt
+	}
+	return nil
+}
+
+func (x *DrillReport) GetProblems() []string {
+	if x != nil {
+		return x.Problems
+	}
+	return nil
+}
+
+func (x *DrillReport) GetReachedLsn() string {
+	if x != nil {
+		return x.ReachedLsn
+	}
+	return ""
+}
+
+func (x *DrillReport) GetReachedBackupTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReachedBackupTime
+	}
+	return nil
+}
+
+func (x *DrillReport) GetNewestBackupTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NewestBackupTime
+	}
+	return nil
+}
+
+func (x *DrillReport) GetDataLossWindow() *durationpb.Duration {
+	if x != nil {
+		return x.DataLossWindow
+	}
+	return nil
+}
+
+func (x *DrillReport) GetUnrestorable() *durationpb.Duration {
+	if x != nil {
+		return x.Unrestorable
+	}
+	return nil
+}
+
+func (x *DrillReport) GetProbeDataLoss() *durationpb.Duration {
+	if x != nil {
+		return x.ProbeDataLoss
+	}
+	return nil
+}
+
+func (x *DrillReport) GetRestoreTime() *durationpb.Duration {
+	if x != nil {
+		return x.RestoreTime
+	}
+	return nil
+}
+
+func (x *DrillReport) GetRtoEstimate() *durationpb.Duration {
+	if x != nil {
+		return x.RtoEstimate
+	}
+	return nil
+}
+
+func (x *DrillReport) GetRtoComponents() []*DrillPhase {
+	if x != nil {
+		return x.RtoComponents
+	}
+	return nil
+}
+
+func (x *DrillReport) GetLeftoversCleaned() []string {
+	if x != nil {
+		return x.LeftoversCleaned
+	}
+	return nil
+}
+
+func (x *DrillReport) GetCleanedUp() bool {
+	if x != nil {
+		return x.CleanedUp
+	}
+	return false
 }
 
 // PreflightRequest names the pool and what the checks are for.
@@ -158,7 +875,7 @@ type PreflightRequest struct {
 
 func (x *PreflightRequest) Reset() {
 	*x = PreflightRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -170,7 +887,7 @@ func (x *PreflightRequest) String() string {
 func (*PreflightRequest) ProtoMessage() {}
 
 func (x *PreflightRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[0]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -183,7 +900,7 @@ func (x *PreflightRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreflightRequest.ProtoReflect.Descriptor instead.
 func (*PreflightRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{0}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PreflightRequest) GetPool() string {
@@ -219,7 +936,7 @@ type PreflightCheck struct {
 
 func (x *PreflightCheck) Reset() {
 	*x = PreflightCheck{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -231,7 +948,7 @@ func (x *PreflightCheck) String() string {
 func (*PreflightCheck) ProtoMessage() {}
 
 func (x *PreflightCheck) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[1]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -244,7 +961,7 @@ func (x *PreflightCheck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreflightCheck.ProtoReflect.Descriptor instead.
 func (*PreflightCheck) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{1}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PreflightCheck) GetName() string {
@@ -301,7 +1018,7 @@ type PreflightResponse struct {
 
 func (x *PreflightResponse) Reset() {
 	*x = PreflightResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +1030,7 @@ func (x *PreflightResponse) String() string {
 func (*PreflightResponse) ProtoMessage() {}
 
 func (x *PreflightResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[2]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +1043,7 @@ func (x *PreflightResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PreflightResponse.ProtoReflect.Descriptor instead.
 func (*PreflightResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{2}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PreflightResponse) GetPool() string {
@@ -386,7 +1103,7 @@ type BuildPlanRequest struct {
 
 func (x *BuildPlanRequest) Reset() {
 	*x = BuildPlanRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +1115,7 @@ func (x *BuildPlanRequest) String() string {
 func (*BuildPlanRequest) ProtoMessage() {}
 
 func (x *BuildPlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[3]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +1128,7 @@ func (x *BuildPlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildPlanRequest.ProtoReflect.Descriptor instead.
 func (*BuildPlanRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{3}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *BuildPlanRequest) GetPool() string {
@@ -471,7 +1188,7 @@ type BuildPlanResponse struct {
 
 func (x *BuildPlanResponse) Reset() {
 	*x = BuildPlanResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +1200,7 @@ func (x *BuildPlanResponse) String() string {
 func (*BuildPlanResponse) ProtoMessage() {}
 
 func (x *BuildPlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[4]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +1213,7 @@ func (x *BuildPlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BuildPlanResponse.ProtoReflect.Descriptor instead.
 func (*BuildPlanResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{4}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *BuildPlanResponse) GetPlan() *Plan {
@@ -538,7 +1255,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +1267,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[5]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +1280,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{5}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Plan) GetKind() PlanKind {
@@ -607,7 +1324,7 @@ type PlanGroup struct {
 
 func (x *PlanGroup) Reset() {
 	*x = PlanGroup{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +1336,7 @@ func (x *PlanGroup) String() string {
 func (*PlanGroup) ProtoMessage() {}
 
 func (x *PlanGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[6]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +1349,7 @@ func (x *PlanGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanGroup.ProtoReflect.Descriptor instead.
 func (*PlanGroup) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{6}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PlanGroup) GetName() string {
@@ -694,7 +1411,7 @@ type PlanStep struct {
 
 func (x *PlanStep) Reset() {
 	*x = PlanStep{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1423,7 @@ func (x *PlanStep) String() string {
 func (*PlanStep) ProtoMessage() {}
 
 func (x *PlanStep) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[7]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1436,7 @@ func (x *PlanStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanStep.ProtoReflect.Descriptor instead.
 func (*PlanStep) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{7}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PlanStep) GetId() string {
@@ -865,7 +1582,7 @@ type PlanGuard struct {
 
 func (x *PlanGuard) Reset() {
 	*x = PlanGuard{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -877,7 +1594,7 @@ func (x *PlanGuard) String() string {
 func (*PlanGuard) ProtoMessage() {}
 
 func (x *PlanGuard) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[8]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -890,7 +1607,7 @@ func (x *PlanGuard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanGuard.ProtoReflect.Descriptor instead.
 func (*PlanGuard) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{8}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PlanGuard) GetKind() string {
@@ -938,7 +1655,7 @@ type GetFleetStatusRequest struct {
 
 func (x *GetFleetStatusRequest) Reset() {
 	*x = GetFleetStatusRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1667,7 @@ func (x *GetFleetStatusRequest) String() string {
 func (*GetFleetStatusRequest) ProtoMessage() {}
 
 func (x *GetFleetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[9]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1680,7 @@ func (x *GetFleetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetFleetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{9}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetFleetStatusRequest) GetSite() string {
@@ -1006,7 +1723,7 @@ type GetFleetStatusResponse struct {
 
 func (x *GetFleetStatusResponse) Reset() {
 	*x = GetFleetStatusResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1018,7 +1735,7 @@ func (x *GetFleetStatusResponse) String() string {
 func (*GetFleetStatusResponse) ProtoMessage() {}
 
 func (x *GetFleetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[10]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1031,7 +1748,7 @@ func (x *GetFleetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFleetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetFleetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{10}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetFleetStatusResponse) GetPool() string {
@@ -1082,7 +1799,7 @@ type Site struct {
 
 func (x *Site) Reset() {
 	*x = Site{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1094,7 +1811,7 @@ func (x *Site) String() string {
 func (*Site) ProtoMessage() {}
 
 func (x *Site) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[11]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1107,7 +1824,7 @@ func (x *Site) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Site.ProtoReflect.Descriptor instead.
 func (*Site) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{11}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Site) GetName() string {
@@ -1160,7 +1877,7 @@ type AgentStatus struct {
 
 func (x *AgentStatus) Reset() {
 	*x = AgentStatus{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1889,7 @@ func (x *AgentStatus) String() string {
 func (*AgentStatus) ProtoMessage() {}
 
 func (x *AgentStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[12]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1902,7 @@ func (x *AgentStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentStatus.ProtoReflect.Descriptor instead.
 func (*AgentStatus) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{12}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AgentStatus) GetHost() string {
@@ -1281,7 +1998,7 @@ type ReloadTopologyRequest struct {
 
 func (x *ReloadTopologyRequest) Reset() {
 	*x = ReloadTopologyRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +2010,7 @@ func (x *ReloadTopologyRequest) String() string {
 func (*ReloadTopologyRequest) ProtoMessage() {}
 
 func (x *ReloadTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[13]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +2023,7 @@ func (x *ReloadTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadTopologyRequest.ProtoReflect.Descriptor instead.
 func (*ReloadTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{13}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{21}
 }
 
 // ReloadTopologyResponse reports the topology now in use.
@@ -1322,7 +2039,7 @@ type ReloadTopologyResponse struct {
 
 func (x *ReloadTopologyResponse) Reset() {
 	*x = ReloadTopologyResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +2051,7 @@ func (x *ReloadTopologyResponse) String() string {
 func (*ReloadTopologyResponse) ProtoMessage() {}
 
 func (x *ReloadTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[14]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +2064,7 @@ func (x *ReloadTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReloadTopologyResponse.ProtoReflect.Descriptor instead.
 func (*ReloadTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{14}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ReloadTopologyResponse) GetPool() string {
@@ -1391,7 +2108,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +2120,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[15]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +2133,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{15}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *StartRunRequest) GetPool() string {
@@ -1488,7 +2205,7 @@ type StartRunResponse struct {
 
 func (x *StartRunResponse) Reset() {
 	*x = StartRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +2217,7 @@ func (x *StartRunResponse) String() string {
 func (*StartRunResponse) ProtoMessage() {}
 
 func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[16]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +2230,7 @@ func (x *StartRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunResponse.ProtoReflect.Descriptor instead.
 func (*StartRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{16}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *StartRunResponse) GetRunId() string {
@@ -1541,7 +2258,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +2270,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[17]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +2283,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{17}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetRunRequest) GetRunId() string {
@@ -1587,7 +2304,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1599,7 +2316,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[18]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1612,7 +2329,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{18}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetRunResponse) GetRun() *Run {
@@ -1633,7 +2350,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +2362,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[19]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +2375,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{19}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1679,7 +2396,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1691,7 +2408,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[20]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1704,7 +2421,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{20}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListRunsResponse) GetRuns() []*Run {
@@ -1729,7 +2446,7 @@ type ApproveStepRequest struct {
 
 func (x *ApproveStepRequest) Reset() {
 	*x = ApproveStepRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1741,7 +2458,7 @@ func (x *ApproveStepRequest) String() string {
 func (*ApproveStepRequest) ProtoMessage() {}
 
 func (x *ApproveStepRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[21]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1754,7 +2471,7 @@ func (x *ApproveStepRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveStepRequest.ProtoReflect.Descriptor instead.
 func (*ApproveStepRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{21}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ApproveStepRequest) GetRunId() string {
@@ -1793,7 +2510,7 @@ type ApproveStepResponse struct {
 
 func (x *ApproveStepResponse) Reset() {
 	*x = ApproveStepResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +2522,7 @@ func (x *ApproveStepResponse) String() string {
 func (*ApproveStepResponse) ProtoMessage() {}
 
 func (x *ApproveStepResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[22]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +2535,7 @@ func (x *ApproveStepResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveStepResponse.ProtoReflect.Descriptor instead.
 func (*ApproveStepResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{22}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ApproveStepResponse) GetRun() *Run {
@@ -1855,7 +2572,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +2584,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[23]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +2597,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{23}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelRunRequest) GetRunId() string {
@@ -1908,7 +2625,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +2637,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[24]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +2650,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{24}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CancelRunResponse) GetRun() *Run {
@@ -1954,7 +2671,7 @@ type ResumeRunRequest struct {
 
 func (x *ResumeRunRequest) Reset() {
 	*x = ResumeRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2683,7 @@ func (x *ResumeRunRequest) String() string {
 func (*ResumeRunRequest) ProtoMessage() {}
 
 func (x *ResumeRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[25]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2696,7 @@ func (x *ResumeRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRunRequest.ProtoReflect.Descriptor instead.
 func (*ResumeRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{25}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResumeRunRequest) GetRunId() string {
@@ -2000,7 +2717,7 @@ type ResumeRunResponse struct {
 
 func (x *ResumeRunResponse) Reset() {
 	*x = ResumeRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2012,7 +2729,7 @@ func (x *ResumeRunResponse) String() string {
 func (*ResumeRunResponse) ProtoMessage() {}
 
 func (x *ResumeRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[26]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2025,7 +2742,7 @@ func (x *ResumeRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeRunResponse.ProtoReflect.Descriptor instead.
 func (*ResumeRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{26}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResumeRunResponse) GetRun() *Run {
@@ -2046,7 +2763,7 @@ type AcknowledgeRunRequest struct {
 
 func (x *AcknowledgeRunRequest) Reset() {
 	*x = AcknowledgeRunRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2058,7 +2775,7 @@ func (x *AcknowledgeRunRequest) String() string {
 func (*AcknowledgeRunRequest) ProtoMessage() {}
 
 func (x *AcknowledgeRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[27]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2071,7 +2788,7 @@ func (x *AcknowledgeRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRunRequest.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRunRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{27}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *AcknowledgeRunRequest) GetRunId() string {
@@ -2092,7 +2809,7 @@ type AcknowledgeRunResponse struct {
 
 func (x *AcknowledgeRunResponse) Reset() {
 	*x = AcknowledgeRunResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2104,7 +2821,7 @@ func (x *AcknowledgeRunResponse) String() string {
 func (*AcknowledgeRunResponse) ProtoMessage() {}
 
 func (x *AcknowledgeRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[28]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2117,7 +2834,7 @@ func (x *AcknowledgeRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcknowledgeRunResponse.ProtoReflect.Descriptor instead.
 func (*AcknowledgeRunResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{28}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *AcknowledgeRunResponse) GetRun() *Run {
@@ -2173,7 +2890,7 @@ type Run struct {
 
 func (x *Run) Reset() {
 	*x = Run{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2185,7 +2902,7 @@ func (x *Run) String() string {
 func (*Run) ProtoMessage() {}
 
 func (x *Run) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[29]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2198,7 +2915,7 @@ func (x *Run) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Run.ProtoReflect.Descriptor instead.
 func (*Run) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{29}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Run) GetId() string {
@@ -2361,7 +3078,7 @@ type RunReport struct {
 
 func (x *RunReport) Reset() {
 	*x = RunReport{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2373,7 +3090,7 @@ func (x *RunReport) String() string {
 func (*RunReport) ProtoMessage() {}
 
 func (x *RunReport) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[30]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2386,7 +3103,7 @@ func (x *RunReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunReport.ProtoReflect.Descriptor instead.
 func (*RunReport) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{30}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RunReport) GetElapsed() *durationpb.Duration {
@@ -2472,7 +3189,7 @@ type ReportApproval struct {
 
 func (x *ReportApproval) Reset() {
 	*x = ReportApproval{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2484,7 +3201,7 @@ func (x *ReportApproval) String() string {
 func (*ReportApproval) ProtoMessage() {}
 
 func (x *ReportApproval) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[31]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2497,7 +3214,7 @@ func (x *ReportApproval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportApproval.ProtoReflect.Descriptor instead.
 func (*ReportApproval) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{31}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReportApproval) GetStepId() string {
@@ -2559,7 +3276,7 @@ type RunStep struct {
 
 func (x *RunStep) Reset() {
 	*x = RunStep{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2571,7 +3288,7 @@ func (x *RunStep) String() string {
 func (*RunStep) ProtoMessage() {}
 
 func (x *RunStep) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[32]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2584,7 +3301,7 @@ func (x *RunStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStep.ProtoReflect.Descriptor instead.
 func (*RunStep) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{32}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RunStep) GetId() string {
@@ -2725,7 +3442,7 @@ type StepProgress struct {
 
 func (x *StepProgress) Reset() {
 	*x = StepProgress{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2737,7 +3454,7 @@ func (x *StepProgress) String() string {
 func (*StepProgress) ProtoMessage() {}
 
 func (x *StepProgress) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[33]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2750,7 +3467,7 @@ func (x *StepProgress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StepProgress.ProtoReflect.Descriptor instead.
 func (*StepProgress) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{33}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *StepProgress) GetStage() string {
@@ -2807,7 +3524,7 @@ type RunError struct {
 
 func (x *RunError) Reset() {
 	*x = RunError{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2819,7 +3536,7 @@ func (x *RunError) String() string {
 func (*RunError) ProtoMessage() {}
 
 func (x *RunError) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[34]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2832,7 +3549,7 @@ func (x *RunError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunError.ProtoReflect.Descriptor instead.
 func (*RunError) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{34}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RunError) GetCode() string {
@@ -2887,7 +3604,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[35]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3616,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[35]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3629,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{35}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Approval) GetApprover() string {
@@ -2964,7 +3681,7 @@ type ListAuditRequest struct {
 
 func (x *ListAuditRequest) Reset() {
 	*x = ListAuditRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[36]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3693,7 @@ func (x *ListAuditRequest) String() string {
 func (*ListAuditRequest) ProtoMessage() {}
 
 func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[36]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3706,7 @@ func (x *ListAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{36}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListAuditRequest) GetRunId() string {
@@ -3045,7 +3762,7 @@ type ListAuditResponse struct {
 
 func (x *ListAuditResponse) Reset() {
 	*x = ListAuditResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[37]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3774,7 @@ func (x *ListAuditResponse) String() string {
 func (*ListAuditResponse) ProtoMessage() {}
 
 func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[37]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3787,7 @@ func (x *ListAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{37}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListAuditResponse) GetEntries() []*AuditEntry {
@@ -3109,7 +3826,7 @@ type AuditEntry struct {
 
 func (x *AuditEntry) Reset() {
 	*x = AuditEntry{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[38]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3838,7 @@ func (x *AuditEntry) String() string {
 func (*AuditEntry) ProtoMessage() {}
 
 func (x *AuditEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[38]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3851,7 @@ func (x *AuditEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
 func (*AuditEntry) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{38}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *AuditEntry) GetSeq() uint64 {
@@ -3216,7 +3933,7 @@ type VerifyAuditRequest struct {
 
 func (x *VerifyAuditRequest) Reset() {
 	*x = VerifyAuditRequest{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[39]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3228,7 +3945,7 @@ func (x *VerifyAuditRequest) String() string {
 func (*VerifyAuditRequest) ProtoMessage() {}
 
 func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[39]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3241,7 +3958,7 @@ func (x *VerifyAuditRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditRequest.ProtoReflect.Descriptor instead.
 func (*VerifyAuditRequest) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{39}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{47}
 }
 
 // VerifyAuditResponse says whether the chain is intact.
@@ -3261,7 +3978,7 @@ type VerifyAuditResponse struct {
 
 func (x *VerifyAuditResponse) Reset() {
 	*x = VerifyAuditResponse{}
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[40]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3990,7 @@ func (x *VerifyAuditResponse) String() string {
 func (*VerifyAuditResponse) ProtoMessage() {}
 
 func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[40]
+	mi := &file_chatdr_controller_v1_controller_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +4003,7 @@ func (x *VerifyAuditResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyAuditResponse.ProtoReflect.Descriptor instead.
 func (*VerifyAuditResponse) Descriptor() ([]byte, []int) {
-	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{40}
+	return file_chatdr_controller_v1_controller_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *VerifyAuditResponse) GetOk() bool {
@@ -3321,7 +4038,64 @@ var File_chatdr_controller_v1_controller_proto protoreflect.FileDescriptor
 
 const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\n" +
-	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Z\n" +
+	"%chatdr/controller/v1/controller.proto\x12\x14chatdr.controller.v1\x1a\x1bchatdr/agent/v1/agent.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n" +
+	"\x0fRunDrillRequest\x12\x12\n" +
+	"\x04pool\x18\x01 \x01(\tR\x04pool\x12\x12\n" +
+	"\x04wait\x18\x02 \x01(\bR\x04wait\"M\n" +
+	"\x10RunDrillResponse\x129\n" +
+	"\x06report\x18\x01 \x01(\v2!.chatdr.controller.v1.DrillReportR\x06report\")\n" +
+	"\x11ListDrillsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"O\n" +
+	"\x12ListDrillsResponse\x129\n" +
+	"\x06drills\x18\x01 \x03(\v2!.chatdr.controller.v1.DrillReportR\x06drills\"!\n" +
+	"\x0fGetDrillRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"M\n" +
+	"\x10GetDrillResponse\x129\n" +
+	"\x06report\x18\x01 \x01(\v2!.chatdr.controller.v1.DrillReportR\x06report\"W\n" +
+	"\n" +
+	"DrillPhase\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x125\n" +
+	"\bduration\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\bduration\"\x82\v\n" +
+	"\vDrillReport\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\x126\n" +
+	"\x05state\x18\x03 \x01(\x0e2 .chatdr.controller.v1.DrillStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x04 \x01(\tR\tstartedBy\x129\n" +
+	"\n" +
+	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12;\n" +
+	"\vfinished_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishedAt\x12\x12\n" +
+	"\x04host\x18\a \x01(\tR\x04host\x12\x1a\n" +
+	"\bdatabase\x18\b \x01(\tR\bdatabase\x12)\n" +
+	"\x10scratch_database\x18\t \x01(\tR\x0fscratchDatabase\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x128\n" +
+	"\x06phases\x18\v \x03(\v2 .chatdr.controller.v1.DrillPhaseR\x06phases\x12\x1f\n" +
+	"\vfull_backup\x18\f \x01(\tR\n" +
+	"fullBackup\x12#\n" +
+	"\rlogs_restored\x18\r \x01(\x05R\flogsRestored\x12!\n" +
+	"\flogs_pending\x18\x0e \x01(\x05R\vlogsPending\x12,\n" +
+	"\x12pending_copy_files\x18\x0f \x01(\x05R\x10pendingCopyFiles\x12\x1a\n" +
+	"\bcomplete\x18\x10 \x01(\bR\bcomplete\x12\x1f\n" +
+	"\vstop_reason\x18\x11 \x01(\tR\n" +
+	"stopReason\x12\x12\n" +
+	"\x04rows\x18\x12 \x01(\x03R\x04rows\x12B\n" +
+	"\x0flast_message_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\rlastMessageAt\x12\x1a\n" +
+	"\bproblems\x18\x14 \x03(\tR\bproblems\x12\x1f\n" +
+	"\vreached_lsn\x18\x15 \x01(\tR\n" +
+	"reachedLsn\x12J\n" +
+	"\x13reached_backup_time\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\x11reachedBackupTime\x12H\n" +
+	"\x12newest_backup_time\x18\x17 \x01(\v2\x1a.google.protobuf.TimestampR\x10newestBackupTime\x12C\n" +
+	"\x10data_loss_window\x18\x18 \x01(\v2\x19.google.protobuf.DurationR\x0edataLossWindow\x12=\n" +
+	"\funrestorable\x18\x19 \x01(\v2\x19.google.protobuf.DurationR\funrestorable\x12A\n" +
+	"\x0fprobe_data_loss\x18\x1a \x01(\v2\x19.google.protobuf.DurationR\rprobeDataLoss\x12<\n" +
+	"\frestore_time\x18\x1b \x01(\v2\x19.google.protobuf.DurationR\vrestoreTime\x12<\n" +
+	"\frto_estimate\x18\x1c \x01(\v2\x19.google.protobuf.DurationR\vrtoEstimate\x12G\n" +
+	"\x0erto_components\x18\x1d \x03(\v2 .chatdr.controller.v1.DrillPhaseR\rrtoComponents\x12+\n" +
+	"\x11leftovers_cleaned\x18\x1e \x03(\tR\x10leftoversCleaned\x12\x1d\n" +
+	"\n" +
+	"cleaned_up\x18\x1f \x01(\bR\tcleanedUp\"Z\n" +
 	"\x10PreflightRequest\x12\x12\n" +
 	"\x04pool\x18\x01 \x01(\tR\x04pool\x122\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x1e.chatdr.controller.v1.PlanKindR\x04kind\"\xaa\x01\n" +
@@ -3567,7 +4341,14 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02ok\x12\x1b\n" +
 	"\tfirst_bad\x18\x02 \x01(\x04R\bfirstBad\x12\x19\n" +
 	"\bhead_seq\x18\x03 \x01(\x04R\aheadSeq\x12\x1b\n" +
-	"\thead_hash\x18\x04 \x01(\tR\bheadHash*\x8d\x01\n" +
+	"\thead_hash\x18\x04 \x01(\tR\bheadHash*\x92\x01\n" +
+	"\n" +
+	"DrillState\x12\x1b\n" +
+	"\x17DRILL_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13DRILL_STATE_RUNNING\x10\x01\x12\x19\n" +
+	"\x15DRILL_STATE_SUCCEEDED\x10\x02\x12\x16\n" +
+	"\x12DRILL_STATE_FAILED\x10\x03\x12\x1b\n" +
+	"\x17DRILL_STATE_INTERRUPTED\x10\x04*\x8d\x01\n" +
 	"\fCheckVerdict\x12\x1d\n" +
 	"\x19CHECK_VERDICT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12CHECK_VERDICT_PASS\x10\x01\x12\x16\n" +
@@ -3578,8 +4359,7 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x15PLAN_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPLAN_KIND_FAILOVER_PLANNED\x10\x01\x12\x1f\n" +
 	"\x1bPLAN_KIND_FAILOVER_DISASTER\x10\x02\x12\x16\n" +
-	"\x12PLAN_KIND_FAILBACK\x10\x032\x83\n" +
-	"\n" +
+	"\x12PLAN_KIND_FAILBACK\x10\x032\x9a\f\n" +
 	"\x11ControllerService\x12k\n" +
 	"\x0eGetFleetStatus\x12+.chatdr.controller.v1.GetFleetStatusRequest\x1a,.chatdr.controller.v1.GetFleetStatusResponse\x12k\n" +
 	"\x0eReloadTopology\x12+.chatdr.controller.v1.ReloadTopologyRequest\x1a,.chatdr.controller.v1.ReloadTopologyResponse\x12\\\n" +
@@ -3593,7 +4373,11 @@ const file_chatdr_controller_v1_controller_proto_rawDesc = "" +
 	"\x0eAcknowledgeRun\x12+.chatdr.controller.v1.AcknowledgeRunRequest\x1a,.chatdr.controller.v1.AcknowledgeRunResponse\x12\\\n" +
 	"\tListAudit\x12&.chatdr.controller.v1.ListAuditRequest\x1a'.chatdr.controller.v1.ListAuditResponse\x12\\\n" +
 	"\tPreflight\x12&.chatdr.controller.v1.PreflightRequest\x1a'.chatdr.controller.v1.PreflightResponse\x12b\n" +
-	"\vVerifyAudit\x12(.chatdr.controller.v1.VerifyAuditRequest\x1a).chatdr.controller.v1.VerifyAuditResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
+	"\vVerifyAudit\x12(.chatdr.controller.v1.VerifyAuditRequest\x1a).chatdr.controller.v1.VerifyAuditResponse\x12Y\n" +
+	"\bRunDrill\x12%.chatdr.controller.v1.RunDrillRequest\x1a&.chatdr.controller.v1.RunDrillResponse\x12_\n" +
+	"\n" +
+	"ListDrills\x12'.chatdr.controller.v1.ListDrillsRequest\x1a(.chatdr.controller.v1.ListDrillsResponse\x12Y\n" +
+	"\bGetDrill\x12%.chatdr.controller.v1.GetDrillRequest\x1a&.chatdr.controller.v1.GetDrillResponseBBZ@github.com/chatdr/chatdr/proto/chatdr/controller/v1;controllerv1b\x06proto3"
 
 var (
 	file_chatdr_controller_v1_controller_proto_rawDescOnce sync.Once
@@ -3607,152 +4391,184 @@ func file_chatdr_controller_v1_controller_proto_rawDescGZIP() []byte {
 	return file_chatdr_controller_v1_controller_proto_rawDescData
 }
 
-var file_chatdr_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_chatdr_controller_v1_controller_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_chatdr_controller_v1_controller_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_chatdr_controller_v1_controller_proto_goTypes = []any{
-	(CheckVerdict)(0),              // 0: chatdr.controller.v1.CheckVerdict
-	(PlanKind)(0),                  // 1: chatdr.controller.v1.PlanKind
-	(*PreflightRequest)(nil),       // 2: chatdr.controller.v1.PreflightRequest
-	(*PreflightCheck)(nil),         // 3: chatdr.controller.v1.PreflightCheck
-	(*PreflightResponse)(nil),      // 4: chatdr.controller.v1.PreflightResponse
-	(*BuildPlanRequest)(nil),       // 5: chatdr.controller.v1.BuildPlanRequest
-	(*BuildPlanResponse)(nil),      // 6: chatdr.controller.v1.BuildPlanResponse
-	(*Plan)(nil),                   // 7: chatdr.controller.v1.Plan
-	(*PlanGroup)(nil),              // 8: chatdr.controller.v1.PlanGroup
-	(*PlanStep)(nil),               // 9: chatdr.controller.v1.PlanStep
-	(*PlanGuard)(nil),              // 10: chatdr.controller.v1.PlanGuard
-	(*GetFleetStatusRequest)(nil),  // 11: chatdr.controller.v1.GetFleetStatusRequest
-	(*GetFleetStatusResponse)(nil), // 12: chatdr.controller.v1.GetFleetStatusResponse
-	(*Site)(nil),                   // 13: chatdr.controller.v1.Site
-	(*AgentStatus)(nil),            // 14: chatdr.controller.v1.AgentStatus
-	(*ReloadTopologyRequest)(nil),  // 15: chatdr.controller.v1.ReloadTopologyRequest
-	(*ReloadTopologyResponse)(nil), // 16: chatdr.controller.v1.ReloadTopologyResponse
-	(*StartRunRequest)(nil),        // 17: chatdr.controller.v1.StartRunRequest
-	(*StartRunResponse)(nil),       // 18: chatdr.controller.v1.StartRunResponse
-	(*GetRunRequest)(nil),          // 19: chatdr.controller.v1.GetRunRequest
-	(*GetRunResponse)(nil),         // 20: chatdr.controller.v1.GetRunResponse
-	(*ListRunsRequest)(nil),        // 21: chatdr.controller.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),       // 22: chatdr.controller.v1.ListRunsResponse
-	(*ApproveStepRequest)(nil),     // 23: chatdr.controller.v1.ApproveStepRequest
-	(*ApproveStepResponse)(nil),    // 24: chatdr.controller.v1.ApproveStepResponse
-	(*CancelRunRequest)(nil),       // 25: chatdr.controller.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),      // 26: chatdr.controller.v1.CancelRunResponse
-	(*ResumeRunRequest)(nil),       // 27: chatdr.controller.v1.ResumeRunRequest
-	(*ResumeRunResponse)(nil),      // 28: chatdr.controller.v1.ResumeRunResponse
-	(*AcknowledgeRunRequest)(nil),  // 29: chatdr.controller.v1.AcknowledgeRunRequest
-	(*AcknowledgeRunResponse)(nil), // 30: chatdr.controller.v1.AcknowledgeRunResponse
-	(*Run)(nil),                    // 31: chatdr.controller.v1.Run
-	(*RunReport)(nil),              // 32: chatdr.controller.v1.RunReport
-	(*ReportApproval)(nil),         // 33: chatdr.controller.v1.ReportApproval
-	(*RunStep)(nil),                // 34: chatdr.controller.v1.RunStep
-	(*StepProgress)(nil),           // 35: chatdr.controller.v1.StepProgress
-	(*RunError)(nil),               // 36: chatdr.controller.v1.RunError
-	(*Approval)(nil),               // 37: chatdr.controller.v1.Approval
-	(*ListAuditRequest)(nil),       // 38: chatdr.controller.v1.ListAuditRequest
-	(*ListAuditResponse)(nil),      // 39: chatdr.controller.v1.ListAuditResponse
-	(*AuditEntry)(nil),             // 40: chatdr.controller.v1.AuditEntry
-	(*VerifyAuditRequest)(nil),     // 41: chatdr.controller.v1.VerifyAuditRequest
-	(*VerifyAuditResponse)(nil),    // 42: chatdr.controller.v1.VerifyAuditResponse
-	nil,                            // 43: chatdr.controller.v1.PlanStep.ExpectFromEntry
-	(*timestamppb.Timestamp)(nil),  // 44: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),        // 45: google.protobuf.Struct
-	(*durationpb.Duration)(nil),    // 46: google.protobuf.Duration
-	(*v1.HostInfo)(nil),            // 47: chatdr.agent.v1.HostInfo
-	(*v1.PluginInfo)(nil),          // 48: chatdr.agent.v1.PluginInfo
-	(*v1.Fact)(nil),                // 49: chatdr.agent.v1.Fact
+	(DrillState)(0),                // 0: chatdr.controller.v1.DrillState
+	(CheckVerdict)(0),              // 1: chatdr.controller.v1.CheckVerdict
+	(PlanKind)(0),                  // 2: chatdr.controller.v1.PlanKind
+	(*RunDrillRequest)(nil),        // 3: chatdr.controller.v1.RunDrillRequest
+	(*RunDrillResponse)(nil),       // 4: chatdr.controller.v1.RunDrillResponse
+	(*ListDrillsRequest)(nil),      // 5: chatdr.controller.v1.ListDrillsRequest
+	(*ListDrillsResponse)(nil),     // 6: chatdr.controller.v1.ListDrillsResponse
+	(*GetDrillRequest)(nil),        // 7: chatdr.controller.v1.GetDrillRequest
+	(*GetDrillResponse)(nil),       // 8: chatdr.controller.v1.GetDrillResponse
+	(*DrillPhase)(nil),             // 9: chatdr.controller.v1.DrillPhase
+	(*DrillReport)(nil),            // 10: chatdr.controller.v1.DrillReport
+	(*PreflightRequest)(nil),       // 11: chatdr.controller.v1.PreflightRequest
+	(*PreflightCheck)(nil),         // 12: chatdr.controller.v1.PreflightCheck
+	(*PreflightResponse)(nil),      // 13: chatdr.controller.v1.PreflightResponse
+	(*BuildPlanRequest)(nil),       // 14: chatdr.controller.v1.BuildPlanRequest
+	(*BuildPlanResponse)(nil),      // 15: chatdr.controller.v1.BuildPlanResponse
+	(*Plan)(nil),                   // 16: chatdr.controller.v1.Plan
+	(*PlanGroup)(nil),              // 17: chatdr.controller.v1.PlanGroup
+	(*PlanStep)(nil),               // 18: chatdr.controller.v1.PlanStep
+	(*PlanGuard)(nil),              // 19: chatdr.controller.v1.PlanGuard
+	(*GetFleetStatusRequest)(nil),  // 20: chatdr.controller.v1.GetFleetStatusRequest
+	(*GetFleetStatusResponse)(nil), // 21: chatdr.controller.v1.GetFleetStatusResponse
+	(*Site)(nil),                   // 22: chatdr.controller.v1.Site
+	(*AgentStatus)(nil),            // 23: chatdr.controller.v1.AgentStatus
+	(*ReloadTopologyRequest)(nil),  // 24: chatdr.controller.v1.ReloadTopologyRequest
+	(*ReloadTopologyResponse)(nil), // 25: chatdr.controller.v1.ReloadTopologyResponse
+	(*StartRunRequest)(nil),        // 26: chatdr.controller.v1.StartRunRequest
+	(*StartRunResponse)(nil),       // 27: chatdr.controller.v1.StartRunResponse
+	(*GetRunRequest)(nil),          // 28: chatdr.controller.v1.GetRunRequest
+	(*GetRunResponse)(nil),         // 29: chatdr.controller.v1.GetRunResponse
+	(*ListRunsRequest)(nil),        // 30: chatdr.controller.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),       // 31: chatdr.controller.v1.ListRunsResponse
+	(*ApproveStepRequest)(nil),     // 32: chatdr.controller.v1.ApproveStepRequest
+	(*ApproveStepResponse)(nil),    // 33: chatdr.controller.v1.ApproveStepResponse
+	(*CancelRunRequest)(nil),       // 34: chatdr.controller.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),      // 35: chatdr.controller.v1.CancelRunResponse
+	(*ResumeRunRequest)(nil),       // 36: chatdr.controller.v1.ResumeRunRequest
+	(*ResumeRunResponse)(nil),      // 37: chatdr.controller.v1.ResumeRunResponse
+	(*AcknowledgeRunRequest)(nil),  // 38: chatdr.controller.v1.AcknowledgeRunRequest
+	(*AcknowledgeRunResponse)(nil), // 39: chatdr.controller.v1.AcknowledgeRunResponse
+	(*Run)(nil),                    // 40: chatdr.controller.v1.Run
+	(*RunReport)(nil),              // 41: chatdr.controller.v1.RunReport
+	(*ReportApproval)(nil),         // 42: chatdr.controller.v1.ReportApproval
+	(*RunStep)(nil),                // 43: chatdr.controller.v1.RunStep
+	(*StepProgress)(nil),           // 44: chatdr.controller.v1.StepProgress
+	(*RunError)(nil),               // 45: chatdr.controller.v1.RunError
+	(*Approval)(nil),               // 46: chatdr.controller.v1.Approval
+	(*ListAuditRequest)(nil),       // 47: chatdr.controller.v1.ListAuditRequest
+	(*ListAuditResponse)(nil),      // 48: chatdr.controller.v1.ListAuditResponse
+	(*AuditEntry)(nil),             // 49: chatdr.controller.v1.AuditEntry
+	(*VerifyAuditRequest)(nil),     // 50: chatdr.controller.v1.VerifyAuditRequest
+	(*VerifyAuditResponse)(nil),    // 51: chatdr.controller.v1.VerifyAuditResponse
+	nil,                            // 52: chatdr.controller.v1.PlanStep.ExpectFromEntry
+	(*durationpb.Duration)(nil),    // 53: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 54: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),        // 55: google.protobuf.Struct
+	(*v1.HostInfo)(nil),            // 56: chatdr.agent.v1.HostInfo
+	(*v1.PluginInfo)(nil),          // 57: chatdr.agent.v1.PluginInfo
+	(*v1.Fact)(nil),                // 58: chatdr.agent.v1.Fact
 }
 var file_chatdr_controller_v1_controller_proto_depIdxs = []int32{
-	1,  // 0: chatdr.controller.v1.PreflightRequest.kind:type_name -> chatdr.controller.v1.PlanKind
-	0,  // 1: chatdr.controller.v1.PreflightCheck.verdict:type_name -> chatdr.controller.v1.CheckVerdict
-	1,  // 2: chatdr.controller.v1.PreflightResponse.kind:type_name -> chatdr.controller.v1.PlanKind
-	3,  // 3: chatdr.controller.v1.PreflightResponse.checks:type_name -> chatdr.controller.v1.PreflightCheck
-	44, // 4: chatdr.controller.v1.PreflightResponse.checked_at:type_name -> google.protobuf.Timestamp
-	1,  // 5: chatdr.controller.v1.BuildPlanRequest.kind:type_name -> chatdr.controller.v1.PlanKind
-	7,  // 6: chatdr.controller.v1.BuildPlanResponse.plan:type_name -> chatdr.controller.v1.Plan
-	1,  // 7: chatdr.controller.v1.Plan.kind:type_name -> chatdr.controller.v1.PlanKind
-	8,  // 8: chatdr.controller.v1.Plan.groups:type_name -> chatdr.controller.v1.PlanGroup
-	9,  // 9: chatdr.controller.v1.PlanGroup.steps:type_name -> chatdr.controller.v1.PlanStep
-	45, // 10: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
-	46, // 11: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
-	46, // 12: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
-	46, // 13: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
-	45, // 14: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
-	43, // 15: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
-	10, // 16: chatdr.controller.v1.PlanStep.guards:type_name -> chatdr.controller.v1.PlanGuard
-	46, // 17: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
-	13, // 18: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
-	14, // 19: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
-	44, // 20: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
-	46, // 21: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
-	46, // 22: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
-	47, // 23: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
-	48, // 24: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
-	44, // 25: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
-	49, // 26: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
-	1,  // 27: chatdr.controller.v1.StartRunRequest.kind:type_name -> chatdr.controller.v1.PlanKind
-	31, // 28: chatdr.controller.v1.StartRunResponse.run:type_name -> chatdr.controller.v1.Run
-	31, // 29: chatdr.controller.v1.GetRunResponse.run:type_name -> chatdr.controller.v1.Run
-	31, // 30: chatdr.controller.v1.ListRunsResponse.runs:type_name -> chatdr.controller.v1.Run
-	31, // 31: chatdr.controller.v1.ApproveStepResponse.run:type_name -> chatdr.controller.v1.Run
-	31, // 32: chatdr.controller.v1.CancelRunResponse.run:type_name -> chatdr.controller.v1.Run
-	31, // 33: chatdr.controller.v1.ResumeRunResponse.run:type_name -> chatdr.controller.v1.Run
-	31, // 34: chatdr.controller.v1.AcknowledgeRunResponse.run:type_name -> chatdr.controller.v1.Run
-	1,  // 35: chatdr.controller.v1.Run.kind:type_name -> chatdr.controller.v1.PlanKind
-	44, // 36: chatdr.controller.v1.Run.created:type_name -> google.protobuf.Timestamp
-	44, // 37: chatdr.controller.v1.Run.updated:type_name -> google.protobuf.Timestamp
-	44, // 38: chatdr.controller.v1.Run.started:type_name -> google.protobuf.Timestamp
-	44, // 39: chatdr.controller.v1.Run.ended:type_name -> google.protobuf.Timestamp
-	36, // 40: chatdr.controller.v1.Run.error:type_name -> chatdr.controller.v1.RunError
-	34, // 41: chatdr.controller.v1.Run.steps:type_name -> chatdr.controller.v1.RunStep
-	32, // 42: chatdr.controller.v1.Run.report:type_name -> chatdr.controller.v1.RunReport
-	46, // 43: chatdr.controller.v1.RunReport.elapsed:type_name -> google.protobuf.Duration
-	46, // 44: chatdr.controller.v1.RunReport.waiting_approval:type_name -> google.protobuf.Duration
-	46, // 45: chatdr.controller.v1.RunReport.outage:type_name -> google.protobuf.Duration
-	46, // 46: chatdr.controller.v1.RunReport.data_loss:type_name -> google.protobuf.Duration
-	44, // 47: chatdr.controller.v1.RunReport.restored_to:type_name -> google.protobuf.Timestamp
-	44, // 48: chatdr.controller.v1.RunReport.newest_backup:type_name -> google.protobuf.Timestamp
-	33, // 49: chatdr.controller.v1.RunReport.approvals:type_name -> chatdr.controller.v1.ReportApproval
-	37, // 50: chatdr.controller.v1.ReportApproval.approval:type_name -> chatdr.controller.v1.Approval
-	44, // 51: chatdr.controller.v1.RunStep.started:type_name -> google.protobuf.Timestamp
-	44, // 52: chatdr.controller.v1.RunStep.ended:type_name -> google.protobuf.Timestamp
-	36, // 53: chatdr.controller.v1.RunStep.error:type_name -> chatdr.controller.v1.RunError
-	37, // 54: chatdr.controller.v1.RunStep.approvals:type_name -> chatdr.controller.v1.Approval
-	35, // 55: chatdr.controller.v1.RunStep.progress:type_name -> chatdr.controller.v1.StepProgress
-	44, // 56: chatdr.controller.v1.StepProgress.time:type_name -> google.protobuf.Timestamp
-	44, // 57: chatdr.controller.v1.Approval.time:type_name -> google.protobuf.Timestamp
-	40, // 58: chatdr.controller.v1.ListAuditResponse.entries:type_name -> chatdr.controller.v1.AuditEntry
-	44, // 59: chatdr.controller.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
-	11, // 60: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
-	15, // 61: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
-	5,  // 62: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
-	17, // 63: chatdr.controller.v1.ControllerService.StartRun:input_type -> chatdr.controller.v1.StartRunRequest
-	19, // 64: chatdr.controller.v1.ControllerService.GetRun:input_type -> chatdr.controller.v1.GetRunRequest
-	21, // 65: chatdr.controller.v1.ControllerService.ListRuns:input_type -> chatdr.controller.v1.ListRunsRequest
-	23, // 66: chatdr.controller.v1.ControllerService.ApproveStep:input_type -> chatdr.controller.v1.ApproveStepRequest
-	25, // 67: chatdr.controller.v1.ControllerService.CancelRun:input_type -> chatdr.controller.v1.CancelRunRequest
-	27, // 68: chatdr.controller.v1.ControllerService.ResumeRun:input_type -> chatdr.controller.v1.ResumeRunRequest
-	29, // 69: chatdr.controller.v1.ControllerService.AcknowledgeRun:input_type -> chatdr.controller.v1.AcknowledgeRunRequest
-	38, // 70: chatdr.controller.v1.ControllerService.ListAudit:input_type -> chatdr.controller.v1.ListAuditRequest
-	2,  // 71: chatdr.controller.v1.ControllerService.Preflight:input_type -> chatdr.controller.v1.PreflightRequest
-	41, // 72: chatdr.controller.v1.ControllerService.VerifyAudit:input_type -> chatdr.controller.v1.VerifyAuditRequest
-	12, // 73: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
-	16, // 74: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
-	6,  // 75: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
-	18, // 76: chatdr.controller.v1.ControllerService.StartRun:output_type -> chatdr.controller.v1.StartRunResponse
-	20, // 77: chatdr.controller.v1.ControllerService.GetRun:output_type -> chatdr.controller.v1.GetRunResponse
-	22, // 78: chatdr.controller.v1.ControllerService.ListRuns:output_type -> chatdr.controller.v1.ListRunsResponse
-	24, // 79: chatdr.controller.v1.ControllerService.ApproveStep:output_type -> chatdr.controller.v1.ApproveStepResponse
-	26, // 80: chatdr.controller.v1.ControllerService.CancelRun:output_type -> chatdr.controller.v1.CancelRunResponse
-	28, // 81: chatdr.controller.v1.ControllerService.ResumeRun:output_type -> chatdr.controller.v1.ResumeRunResponse
-	30, // 82: chatdr.controller.v1.ControllerService.AcknowledgeRun:output_type -> chatdr.controller.v1.AcknowledgeRunResponse
-	39, // 83: chatdr.controller.v1.ControllerService.ListAudit:output_type -> chatdr.controller.v1.ListAuditResponse
-	4,  // 84: chatdr.controller.v1.ControllerService.Preflight:output_type -> chatdr.controller.v1.PreflightResponse
-	42, // 85: chatdr.controller.v1.ControllerService.VerifyAudit:output_type -> chatdr.controller.v1.VerifyAuditResponse
-	73, // [73:86] is the sub-list for method output_type
-	60, // [60:73] is the sub-list for method input_type
-	60, // [60:60] is the sub-list for extension type_name
-	60, // [60:60] is the sub-list for extension extendee
-	0,  // [0:60] is the sub-list for field type_name
+	10, // 0: chatdr.controller.v1.RunDrillResponse.report:type_name -> chatdr.controller.v1.DrillReport
+	10, // 1: chatdr.controller.v1.ListDrillsResponse.drills:type_name -> chatdr.controller.v1.DrillReport
+	10, // 2: chatdr.controller.v1.GetDrillResponse.report:type_name -> chatdr.controller.v1.DrillReport
+	53, // 3: chatdr.controller.v1.DrillPhase.duration:type_name -> google.protobuf.Duration
+	0,  // 4: chatdr.controller.v1.DrillReport.state:type_name -> chatdr.controller.v1.DrillState
+	54, // 5: chatdr.controller.v1.DrillReport.started_at:type_name -> google.protobuf.Timestamp
+	54, // 6: chatdr.controller.v1.DrillReport.finished_at:type_name -> google.protobuf.Timestamp
+	9,  // 7: chatdr.controller.v1.DrillReport.phases:type_name -> chatdr.controller.v1.DrillPhase
+	54, // 8: chatdr.controller.v1.DrillReport.last_message_at:type_name -> google.protobuf.Timestamp
+	54, // 9: chatdr.controller.v1.DrillReport.reached_backup_time:type_name -> google.protobuf.Timestamp
+	54, // 10: chatdr.controller.v1.DrillReport.newest_backup_time:type_name -> google.protobuf.Timestamp
+	53, // 11: chatdr.controller.v1.DrillReport.data_loss_window:type_name -> google.protobuf.Duration
+	53, // 12: chatdr.controller.v1.DrillReport.unrestorable:type_name -> google.protobuf.Duration
+	53, // 13: chatdr.controller.v1.DrillReport.probe_data_loss:type_name -> google.protobuf.Duration
+	53, // 14: chatdr.controller.v1.DrillReport.restore_time:type_name -> google.protobuf.Duration
+	53, // 15: chatdr.controller.v1.DrillReport.rto_estimate:type_name -> google.protobuf.Duration
+	9,  // 16: chatdr.controller.v1.DrillReport.rto_components:type_name -> chatdr.controller.v1.DrillPhase
+	2,  // 17: chatdr.controller.v1.PreflightRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	1,  // 18: chatdr.controller.v1.PreflightCheck.verdict:type_name -> chatdr.controller.v1.CheckVerdict
+	2,  // 19: chatdr.controller.v1.PreflightResponse.kind:type_name -> chatdr.controller.v1.PlanKind
+	12, // 20: chatdr.controller.v1.PreflightResponse.checks:type_name -> chatdr.controller.v1.PreflightCheck
+	54, // 21: chatdr.controller.v1.PreflightResponse.checked_at:type_name -> google.protobuf.Timestamp
+	2,  // 22: chatdr.controller.v1.BuildPlanRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	16, // 23: chatdr.controller.v1.BuildPlanResponse.plan:type_name -> chatdr.controller.v1.Plan
+	2,  // 24: chatdr.controller.v1.Plan.kind:type_name -> chatdr.controller.v1.PlanKind
+	17, // 25: chatdr.controller.v1.Plan.groups:type_name -> chatdr.controller.v1.PlanGroup
+	18, // 26: chatdr.controller.v1.PlanGroup.steps:type_name -> chatdr.controller.v1.PlanStep
+	55, // 27: chatdr.controller.v1.PlanStep.params:type_name -> google.protobuf.Struct
+	53, // 28: chatdr.controller.v1.PlanStep.timeout:type_name -> google.protobuf.Duration
+	53, // 29: chatdr.controller.v1.PlanStep.backoff:type_name -> google.protobuf.Duration
+	53, // 30: chatdr.controller.v1.PlanStep.max_backoff:type_name -> google.protobuf.Duration
+	55, // 31: chatdr.controller.v1.PlanStep.expect:type_name -> google.protobuf.Struct
+	52, // 32: chatdr.controller.v1.PlanStep.expect_from:type_name -> chatdr.controller.v1.PlanStep.ExpectFromEntry
+	19, // 33: chatdr.controller.v1.PlanStep.guards:type_name -> chatdr.controller.v1.PlanGuard
+	53, // 34: chatdr.controller.v1.GetFleetStatusRequest.agent_timeout:type_name -> google.protobuf.Duration
+	22, // 35: chatdr.controller.v1.GetFleetStatusResponse.sites:type_name -> chatdr.controller.v1.Site
+	23, // 36: chatdr.controller.v1.GetFleetStatusResponse.agents:type_name -> chatdr.controller.v1.AgentStatus
+	54, // 37: chatdr.controller.v1.GetFleetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	53, // 38: chatdr.controller.v1.GetFleetStatusResponse.elapsed:type_name -> google.protobuf.Duration
+	53, // 39: chatdr.controller.v1.AgentStatus.latency:type_name -> google.protobuf.Duration
+	56, // 40: chatdr.controller.v1.AgentStatus.info:type_name -> chatdr.agent.v1.HostInfo
+	57, // 41: chatdr.controller.v1.AgentStatus.plugins:type_name -> chatdr.agent.v1.PluginInfo
+	54, // 42: chatdr.controller.v1.AgentStatus.last_seen:type_name -> google.protobuf.Timestamp
+	58, // 43: chatdr.controller.v1.AgentStatus.facts:type_name -> chatdr.agent.v1.Fact
+	2,  // 44: chatdr.controller.v1.StartRunRequest.kind:type_name -> chatdr.controller.v1.PlanKind
+	40, // 45: chatdr.controller.v1.StartRunResponse.run:type_name -> chatdr.controller.v1.Run
+	40, // 46: chatdr.controller.v1.GetRunResponse.run:type_name -> chatdr.controller.v1.Run
+	40, // 47: chatdr.controller.v1.ListRunsResponse.runs:type_name -> chatdr.controller.v1.Run
+	40, // 48: chatdr.controller.v1.ApproveStepResponse.run:type_name -> chatdr.controller.v1.Run
+	40, // 49: chatdr.controller.v1.CancelRunResponse.run:type_name -> chatdr.controller.v1.Run
+	40, // 50: chatdr.controller.v1.ResumeRunResponse.run:type_name -> chatdr.controller.v1.Run
+	40, // 51: chatdr.controller.v1.AcknowledgeRunResponse.run:type_name -> chatdr.controller.v1.Run
+	2,  // 52: chatdr.controller.v1.Run.kind:type_name -> chatdr.controller.v1.PlanKind
+	54, // 53: chatdr.controller.v1.Run.created:type_name -> google.protobuf.Timestamp
+	54, // 54: chatdr.controller.v1.Run.updated:type_name -> google.protobuf.Timestamp
+	54, // 55: chatdr.controller.v1.Run.started:type_name -> google.protobuf.Timestamp
+	54, // 56: chatdr.controller.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	45, // 57: chatdr.controller.v1.Run.error:type_name -> chatdr.controller.v1.RunError
+	43, // 58: chatdr.controller.v1.Run.steps:type_name -> chatdr.controller.v1.RunStep
+	41, // 59: chatdr.controller.v1.Run.report:type_name -> chatdr.controller.v1.RunReport
+	53, // 60: chatdr.controller.v1.RunReport.elapsed:type_name -> google.protobuf.Duration
+	53, // 61: chatdr.controller.v1.RunReport.waiting_approval:type_name -> google.protobuf.Duration
+	53, // 62: chatdr.controller.v1.RunReport.outage:type_name -> google.protobuf.Duration
+	53, // 63: chatdr.controller.v1.RunReport.data_loss:type_name -> google.protobuf.Duration
+	54, // 64: chatdr.controller.v1.RunReport.restored_to:type_name -> google.protobuf.Timestamp
+	54, // 65: chatdr.controller.v1.RunReport.newest_backup:type_name -> google.protobuf.Timestamp
+	42, // 66: chatdr.controller.v1.RunReport.approvals:type_name -> chatdr.controller.v1.ReportApproval
+	46, // 67: chatdr.controller.v1.ReportApproval.approval:type_name -> chatdr.controller.v1.Approval
+	54, // 68: chatdr.controller.v1.RunStep.started:type_name -> google.protobuf.Timestamp
+	54, // 69: chatdr.controller.v1.RunStep.ended:type_name -> google.protobuf.Timestamp
+	45, // 70: chatdr.controller.v1.RunStep.error:type_name -> chatdr.controller.v1.RunError
+	46, // 71: chatdr.controller.v1.RunStep.approvals:type_name -> chatdr.controller.v1.Approval
+	44, // 72: chatdr.controller.v1.RunStep.progress:type_name -> chatdr.controller.v1.StepProgress
+	54, // 73: chatdr.controller.v1.StepProgress.time:type_name -> google.protobuf.Timestamp
+	54, // 74: chatdr.controller.v1.Approval.time:type_name -> google.protobuf.Timestamp
+	49, // 75: chatdr.controller.v1.ListAuditResponse.entries:type_name -> chatdr.controller.v1.AuditEntry
+	54, // 76: chatdr.controller.v1.AuditEntry.time:type_name -> google.protobuf.Timestamp
+	20, // 77: chatdr.controller.v1.ControllerService.GetFleetStatus:input_type -> chatdr.controller.v1.GetFleetStatusRequest
+	24, // 78: chatdr.controller.v1.ControllerService.ReloadTopology:input_type -> chatdr.controller.v1.ReloadTopologyRequest
+	14, // 79: chatdr.controller.v1.ControllerService.BuildPlan:input_type -> chatdr.controller.v1.BuildPlanRequest
+	26, // 80: chatdr.controller.v1.ControllerService.StartRun:input_type -> chatdr.controller.v1.StartRunRequest
+	28, // 81: chatdr.controller.v1.ControllerService.GetRun:input_type -> chatdr.controller.v1.GetRunRequest
+	30, // 82: chatdr.controller.v1.ControllerService.ListRuns:input_type -> chatdr.controller.v1.ListRunsRequest
+	32, // 83: chatdr.controller.v1.ControllerService.ApproveStep:input_type -> chatdr.controller.v1.ApproveStepRequest
+	34, // 84: chatdr.controller.v1.ControllerService.CancelRun:input_type -> chatdr.controller.v1.CancelRunRequest
+	36, // 85: chatdr.controller.v1.ControllerService.ResumeRun:input_type -> chatdr.controller.v1.ResumeRunRequest
+	38, // 86: chatdr.controller.v1.ControllerService.AcknowledgeRun:input_type -> chatdr.controller.v1.AcknowledgeRunRequest
+	47, // 87: chatdr.controller.v1.ControllerService.ListAudit:input_type -> chatdr.controller.v1.ListAuditRequest
+	11, // 88: chatdr.controller.v1.ControllerService.Preflight:input_type -> chatdr.controller.v1.PreflightRequest
+	50, // 89: chatdr.controller.v1.ControllerService.VerifyAudit:input_type -> chatdr.controller.v1.VerifyAuditRequest
+	3,  // 90: chatdr.controller.v1.ControllerService.RunDrill:input_type -> chatdr.controller.v1.RunDrillRequest
+	5,  // 91: chatdr.controller.v1.ControllerService.ListDrills:input_type -> chatdr.controller.v1.ListDrillsRequest
+	7,  // 92: chatdr.controller.v1.ControllerService.GetDrill:input_type -> chatdr.controller.v1.GetDrillRequest
+	21, // 93: chatdr.controller.v1.ControllerService.GetFleetStatus:output_type -> chatdr.controller.v1.GetFleetStatusResponse
+	25, // 94: chatdr.controller.v1.ControllerService.ReloadTopology:output_type -> chatdr.controller.v1.ReloadTopologyResponse
+	15, // 95: chatdr.controller.v1.ControllerService.BuildPlan:output_type -> chatdr.controller.v1.BuildPlanResponse
+	27, // 96: chatdr.controller.v1.ControllerService.StartRun:output_type -> chatdr.controller.v1.StartRunResponse
+	29, // 97: chatdr.controller.v1.ControllerService.GetRun:output_type -> chatdr.controller.v1.GetRunResponse
+	31, // 98: chatdr.controller.v1.ControllerService.ListRuns:output_type -> chatdr.controller.v1.ListRunsResponse
+	33, // 99: chatdr.controller.v1.ControllerService.ApproveStep:output_type -> chatdr.controller.v1.ApproveStepResponse
+	35, // 100: chatdr.controller.v1.ControllerService.CancelRun:output_type -> chatdr.controller.v1.CancelRunResponse
+	37, // 101: chatdr.controller.v1.ControllerService.ResumeRun:output_type -> chatdr.controller.v1.ResumeRunResponse
+	39, // 102: chatdr.controller.v1.ControllerService.AcknowledgeRun:output_type -> chatdr.controller.v1.AcknowledgeRunResponse
+	48, // 103: chatdr.controller.v1.ControllerService.ListAudit:output_type -> chatdr.controller.v1.ListAuditResponse
+	13, // 104: chatdr.controller.v1.ControllerService.Preflight:output_type -> chatdr.controller.v1.PreflightResponse
+	51, // 105: chatdr.controller.v1.ControllerService.VerifyAudit:output_type -> chatdr.controller.v1.VerifyAuditResponse
+	4,  // 106: chatdr.controller.v1.ControllerService.RunDrill:output_type -> chatdr.controller.v1.RunDrillResponse
+	6,  // 107: chatdr.controller.v1.ControllerService.ListDrills:output_type -> chatdr.controller.v1.ListDrillsResponse
+	8,  // 108: chatdr.controller.v1.ControllerService.GetDrill:output_type -> chatdr.controller.v1.GetDrillResponse
+	93, // [93:109] is the sub-list for method output_type
+	77, // [77:93] is the sub-list for method input_type
+	77, // [77:77] is the sub-list for extension type_name
+	77, // [77:77] is the sub-list for extension extendee
+	0,  // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_chatdr_controller_v1_controller_proto_init() }
@@ -3765,8 +4581,8 @@ func file_chatdr_controller_v1_controller_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_chatdr_controller_v1_controller_proto_rawDesc), len(file_chatdr_controller_v1_controller_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   42,
+			NumEnums:      3,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -32,6 +32,9 @@ const (
 	ControllerService_ListAudit_FullMethodName      = "/chatdr.controller.v1.ControllerService/ListAudit"
 	ControllerService_Preflight_FullMethodName      = "/chatdr.controller.v1.ControllerService/Preflight"
 	ControllerService_VerifyAudit_FullMethodName    = "/chatdr.controller.v1.ControllerService/VerifyAudit"
+	ControllerService_RunDrill_FullMethodName       = "/chatdr.controller.v1.ControllerService/RunDrill"
+	ControllerService_ListDrills_FullMethodName     = "/chatdr.controller.v1.ControllerService/ListDrills"
+	ControllerService_GetDrill_FullMethodName       = "/chatdr.controller.v1.ControllerService/GetDrill"
 )
 
 // ControllerServiceClient is the client API for ControllerService service.
@@ -122,6 +125,25 @@ type ControllerServiceClient interface {
 	// whether it is intact and, if not, the first entry that was edited,
 	// inserted, moved or deleted. Roles: viewer, operator, approver, admin.
 	VerifyAudit(ctx context.Context, in *VerifyAuditRequest, opts ...grpc.CallOption) (*VerifyAuditResponse, error)
+	// RunDrill starts a restore drill of the pool's chat database on the
+	// backup SQL host (action mssql.drill.restore_copy): the log-shipped copy
+	// is restored under a scratch name from the full backup and the log
+	// backups (the pending ones of the share copied to a scratch directory),
+	// recovered, validated (rows, last message time, ONLINE), timed phase by
+	// phase, and dropped with its files, also on failure. Log shipping, the
+	// secondary database, its jobs, the copy directory, the pool state and
+	// the services are left alone, and the pool's run lock is not taken. The
+	// drill is refused (FAILED_PRECONDITION) while a run of the pool is in
+	// progress or another drill runs; NOT_FOUND for an unknown pool. The
+	// report is stored (state RUNNING) and returned at once, or when wait is
+	// set, once the drill has ended. Roles: operator, admin.
+	RunDrill(ctx context.Context, in *RunDrillRequest, opts ...grpc.CallOption) (*RunDrillResponse, error)
+	// ListDrills returns the stored drill reports, newest first. Roles:
+	// viewer, operator, approver, admin.
+	ListDrills(ctx context.Context, in *ListDrillsRequest, opts ...grpc.CallOption) (*ListDrillsResponse, error)
+	// GetDrill returns one drill report; NOT_FOUND for an unknown ID. Roles:
+	// viewer, operator, approver, admin.
+	GetDrill(ctx context.Context, in *GetDrillRequest, opts ...grpc.CallOption) (*GetDrillResponse, error)
 }
 
 type controllerServiceClient struct {
@@ -262,6 +284,36 @@ func (c *controllerServiceClient) VerifyAudit(ctx context.Context, in *VerifyAud
 	return out, nil
 }
 
+func (c *controllerServiceClient) RunDrill(ctx context.Context, in *RunDrillRequest, opts ...grpc.CallOption) (*RunDrillResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunDrillResponse)
+	err := c.cc.Invoke(ctx, ControllerService_RunDrill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) ListDrills(ctx context.Context, in *ListDrillsRequest, opts ...grpc.CallOption) (*ListDrillsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDrillsResponse)
+	err := c.cc.Invoke(ctx, ControllerService_ListDrills_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controllerServiceClient) GetDrill(ctx context.Context, in *GetDrillRequest, opts ...grpc.CallOption) (*GetDrillResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDrillResponse)
+	err := c.cc.Invoke(ctx, ControllerService_GetDrill_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ControllerServiceServer is the server API for ControllerService service.
 // All implementations must embed UnimplementedControllerServiceServer
 // for forward compatibility.
@@ -350,6 +402,25 @@ type ControllerServiceServer interface {
 	// whether it is intact and, if not, the first entry that was edited,
 	// inserted, moved or deleted. Roles: viewer, operator, approver, admin.
 	VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error)
+	// RunDrill starts a restore drill of the pool's chat database on the
+	// backup SQL host (action mssql.drill.restore_copy): the log-shipped copy
+	// is restored under a scratch name from the full backup and the log
+	// backups (the pending ones of the share copied to a scratch directory),
+	// recovered, validated (rows, last message time, ONLINE), timed phase by
+	// phase, and dropped with its files, also on failure. Log shipping, the
+	// secondary database, its jobs, the copy directory, the pool state and
+	// the services are left alone, and the pool's run lock is not taken. The
+	// drill is refused (FAILED_PRECONDITION) while a run of the pool is in
+	// progress or another drill runs; NOT_FOUND for an unknown pool. The
+	// report is stored (state RUNNING) and returned at once, or when wait is
+	// set, once the drill has ended. Roles: operator, admin.
+	RunDrill(context.Context, *RunDrillRequest) (*RunDrillResponse, error)
+	// ListDrills returns the stored drill reports, newest first. Roles:
+	// viewer, operator, approver, admin.
+	ListDrills(context.Context, *ListDrillsRequest) (*ListDrillsResponse, error)
+	// GetDrill returns one drill report; NOT_FOUND for an unknown ID. Roles:
+	// viewer, operator, approver, admin.
+	GetDrill(context.Context, *GetDrillRequest) (*GetDrillResponse, error)
 	mustEmbedUnimplementedControllerServiceServer()
 }
 
@@ -398,6 +469,15 @@ func (UnimplementedControllerServiceServer) Preflight(context.Context, *Prefligh
 }
 func (UnimplementedControllerServiceServer) VerifyAudit(context.Context, *VerifyAuditRequest) (*VerifyAuditResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method VerifyAudit not implemented")
+}
+func (UnimplementedControllerServiceServer) RunDrill(context.Context, *RunDrillRequest) (*RunDrillResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunDrill not implemented")
+}
+func (UnimplementedControllerServiceServer) ListDrills(context.Context, *ListDrillsRequest) (*ListDrillsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDrills not implemented")
+}
+func (UnimplementedControllerServiceServer) GetDrill(context.Context, *GetDrillRequest) (*GetDrillResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDrill not implemented")
 }
 func (UnimplementedControllerServiceServer) mustEmbedUnimplementedControllerServiceServer() {}
 func (UnimplementedControllerServiceServer) testEmbeddedByValue()                           {}
@@ -654,6 +734,60 @@ func _ControllerService_VerifyAudit_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ControllerService_RunDrill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunDrillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).RunDrill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_RunDrill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).RunDrill(ctx, req.(*RunDrillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_ListDrills_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDrillsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).ListDrills(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_ListDrills_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).ListDrills(ctx, req.(*ListDrillsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ControllerService_GetDrill_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDrillRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControllerServiceServer).GetDrill(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ControllerService_GetDrill_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControllerServiceServer).GetDrill(ctx, req.(*GetDrillRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ControllerService_ServiceDesc is the grpc.ServiceDesc for ControllerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -712,6 +846,18 @@ var ControllerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "VerifyAudit",
 			Handler:    _ControllerService_VerifyAudit_Handler,
+		},
+		{
+			MethodName: "RunDrill",
+			Handler:    _ControllerService_RunDrill_Handler,
+		},
+		{
+			MethodName: "ListDrills",
+			Handler:    _ControllerService_ListDrills_Handler,
+		},
+		{
+			MethodName: "GetDrill",
+			Handler:    _ControllerService_GetDrill_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
