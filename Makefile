@@ -61,13 +61,8 @@ bench: ## benchmarks; figures are recorded in docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchtime 500x ./e2e/
 
 .PHONY: demo
-demo: build ## start the two-site lab on 127.0.0.1 and show fleet status
-	$(BIN)/chatdr lab up --dir $(LAB_DIR) | tee $(LAB_DIR).env
-	@set -a; eval "$$(grep ^export $(LAB_DIR).env)"; set +a; \
-	echo; echo "== chatdr fleet status"; $(BIN)/chatdr fleet status; \
-	echo; echo "The lab keeps running. Point your shell at it with:"; \
-	echo "  eval \"\$$(grep ^export $(LAB_DIR).env)\"; export PATH=\$$PWD/$(BIN):\$$PATH"; \
-	echo "Stop it with: make demo-down"
+demo: ## build, start the two-site lab, planned failover and failback with chat traffic; fails if a message is lost
+	LAB_DIR=$(LAB_DIR) BIN=$(BIN) MAKE="$(MAKE)" GO=$(GO) scripts/demo.sh
 
 .PHONY: demo-down
 demo-down: ## stop the lab started by make demo and remove it

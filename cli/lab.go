@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -153,7 +154,8 @@ config file. Keeps DIR (logs, state) unless --purge is given.`,
 		Short: "Stop every process of a site at once (SIGKILL), as a data-center loss would",
 		Long: `Kills, without warning, every process of SITE: its agents (their plugins go with
 them), its SQL Server simulators and its chat services. The controller, which
-sits in no site, keeps running. 'chatdr lab up' starts them again.`,
+sits in no site, keeps running. 'chatdr lab start --site SITE' brings the site
+back ('chatdr lab up' too, with everything else that is not running).`,
 		Example: `  chatdr lab kill --dir .lab --site dc1`,
 		Args:    noArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
@@ -172,6 +174,73 @@ sits in no site, keeps running. 'chatdr lab up' starts them again.`,
 		},
 	}
 	kill.Flags().StringVar(&site, "site", "", "site whose processes to kill (e.g. dc1)")
+
+	var startSite string
+	startCmd := &cobra.Command{
+		Use:   "start --dir DIR --site SITE",
+		Short: "Bring back a site that 'lab kill' took down, as a recovered data center",
+		Long: `Starts again every process of SITE that is not running, on the same ports,
+as a data center coming back after a power loss: its SQL Server simulators on
+their data directories as the kill left them (an old primary comes back with
+its old, possibly diverged, databases: a failback overwrites them with a full
+backup of the backup site, RESTORE ... WITH REPLACE), then its agents, then the
+Persistent Chat service of its chat servers. A chat server does what the
+Central Management Store (which survives: it is a file, served by the
+Management Shell host) records: it writes only while its service is recorded
+Running and it is on the active list, into the database of the pool state, so
+the servers of an old primary site write nothing while the pool is FailedOver.
+
+Waits until the site's SQL Server simulators accept connections, its agents
+answer and the controller (when it runs) reaches them. A site whose processes
+all run is left alone. Exit 2 for an unknown site.`,
+		Example: `  chatdr lab kill --dir .lab --site dc1
+  chatdr lab start --dir .lab --site dc1`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if dir == "" || startSite == "" {
+				return usageErr("--dir and --site are required")
+			}
+			res, err := lab.StartSite(cmd.Context(), lab.Options{Dir: dir, BinDir: binDir, Timeout: timeout, Out: g.stderr}, startSite)
+			if err != nil {
+				if res == nil {
+					if errors.Is(err, lab.ErrUnknownSite) {
+						return usageErr("%v", err)
+					}
+					if _, lerr := lab.Load(dir); lerr != nil {
+						return usageErr("%v", lerr)
+					}
+				}
+				return failed(err)
+			}
+			if g.output == "json" {
+				return printJSONValue(g, res)
+			}
+			if res.AlreadyRunning {
+				fmt.Fprintf(g.stdout, "site %s is already running: nothing started\n", res.Site)
+			} else {
+				fmt.Fprintf(g.stdout, "site %s is back: started %d processes: %s\n", res.Site, len(res.Started), strings.Join(res.Started, ", "))
+			}
+			fmt.Fprintf(g.stdout, "pool %s\n", res.PoolState)
+			for _, c := range res.ChatServers {
+				what := "writes nothing"
+				if c.Writes {
+					what = "writes into the database on " + c.WritesTo
+				}
+				active := "not on the active list"
+				if c.Active {
+					active = "on the active list"
+				}
+				fmt.Fprintf(g.stdout, "  %s: %s %s in the CMS, %s: %s\n", c.Host, lab.ChatService, c.Service, active, what)
+			}
+			if !res.ControllerRunning {
+				fmt.Fprintf(g.stdout, "the controller is not running: 'chatdr lab up --dir %s' starts it\n", dir)
+			}
+			return nil
+		},
+	}
+	startCmd.Flags().StringVar(&startSite, "site", "", "site to bring back (e.g. dc1)")
+	startCmd.Flags().StringVar(&binDir, "bin", "", "directory holding chatdr-agent, chatdr-controller and chatdr-sim")
+	startCmd.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the site to become healthy")
 
 	messages := &cobra.Command{
 		Use:   "messages --dir DIR",
@@ -203,7 +272,7 @@ cost. Exits 0 whatever the counts; read the numbers.`,
 		},
 	}
 
-	cmd.AddCommand(up, status, down, kill, messages)
+	cmd.AddCommand(up, status, down, kill, startCmd, messages)
 	return cmd
 }
 

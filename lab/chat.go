@@ -83,9 +83,10 @@ func createCMS(dir string, st *State, topo *topology.Topology) error {
 	return err
 }
 
-// startChatServices asks each chat server's agent to start its Persistent
-// Chat service (check-then-act: a running service is left alone).
-func startChatServices(ctx context.Context, st *State, out io.Writer) error {
+// startChatServices asks the agent of each chat server of site (every site
+// when site is "") to start its Persistent Chat service (check-then-act: a
+// running service is left alone).
+func startChatServices(ctx context.Context, st *State, out io.Writer, site string) error {
 	mat, err := pki.LoadMaterial(filepath.Join(st.TLSDir, pki.CACertFile),
 		filepath.Join(st.TLSDir, "controller.crt"), filepath.Join(st.TLSDir, "controller.key"))
 	if err != nil {
@@ -96,6 +97,9 @@ func startChatServices(ctx context.Context, st *State, out io.Writer) error {
 		return err
 	}
 	for _, s := range topo.ChatServers {
+		if site != "" && s.Site != site {
+			continue
+		}
 		res, err := execute(ctx, mat, s.Agent, fmt.Sprintf("lab/start/%s/%d", s.FQDN, time.Now().UnixNano()),
 			"service.start", map[string]any{"name": ChatService})
 		if err != nil {

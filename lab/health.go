@@ -22,13 +22,18 @@ import (
 // reports every agent reachable, or ctx ends. On failure it says which
 // process is not healthy and shows the end of its log.
 func waitHealthy(ctx context.Context, st *State) error {
+	return waitProcs(ctx, st, st.Procs)
+}
+
+// waitProcs is waitHealthy for the given processes of st only.
+func waitProcs(ctx context.Context, st *State, procs []Proc) error {
 	mat, err := pki.LoadMaterial(filepath.Join(st.TLSDir, pki.CACertFile),
 		filepath.Join(st.TLSDir, "viewer.crt"), filepath.Join(st.TLSDir, "viewer.key"))
 	if err != nil {
 		return err
 	}
 	pending := map[string]Proc{}
-	for _, p := range st.Procs {
+	for _, p := range procs {
 		pending[p.Name] = p
 	}
 	var lastErr = map[string]error{}

@@ -1,8 +1,8 @@
 // Package lab runs a complete two-site chatdr deployment on 127.0.0.1: a
 // controller and one agent per host of a generated topology, as background
 // processes that outlive the command that started them. It is what `chatdr
-// lab up|status|down` and `make demo` use, and what the end-to-end tests run
-// against.
+// lab up|status|down|kill|start|messages` and `make demo` use, and what the
+// end-to-end tests run against.
 //
 // Everything lives in one directory: lab.json (what was started and how),
 // tls/ (certificates), topology.yaml, one folder per process with its config
@@ -210,7 +210,7 @@ func Up(ctx context.Context, opts Options) (*State, error) {
 	if err := waitHealthy(wctx, st); err != nil {
 		return st, err
 	}
-	if err := startChatServices(wctx, st, opts.Out); err != nil {
+	if err := startChatServices(wctx, st, opts.Out, ""); err != nil {
 		return st, err
 	}
 	return st, nil

@@ -91,6 +91,16 @@ func CountMessages(ctx context.Context, dir string) (*Messages, error) {
 	if central.PoolState == csshell.FailedOver {
 		host = topo.SQL.Backup.FQDN
 	}
+	// The acknowledgements first: a message acknowledged after the SELECT
+	// below would otherwise look missing.
+	var acks []chat.Ack
+	for _, s := range topo.ChatServers {
+		a, err := chat.ReadAcks(AckFile(dir, s.FQDN))
+		if err != nil {
+			return nil, err
+		}
+		acks = append(acks, a...)
+	}
 	addr, _ := st.sqlAddr(host)
 	db, err := sqlDB(st, addr, topo.Databases.Chat)
 	if err != nil {
@@ -118,18 +128,12 @@ func CountMessages(ctx context.Context, dir string) (*Messages, error) {
 	}
 	m := &Messages{PoolState: string(central.PoolState), Database: host}
 	var missing []chat.Ack
-	for _, s := range topo.ChatServers {
-		acks, err := chat.ReadAcks(AckFile(dir, s.FQDN))
-		if err != nil {
-			return nil, err
-		}
-		for _, a := range acks {
-			m.Acknowledged++
-			if present[a.Body] {
-				m.Present++
-			} else {
-				missing = append(missing, a)
-			}
+	for _, a := range acks {
+		m.Acknowledged++
+		if present[a.Body] {
+			m.Present++
+		} else {
+			missing = append(missing, a)
 		}
 	}
 	m.Missing = len(missing)
