@@ -6,12 +6,16 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/chatdr/chatdr/agent"
+	"github.com/chatdr/chatdr/agent/install"
 	"github.com/chatdr/chatdr/internal/buildinfo"
 	"github.com/chatdr/chatdr/internal/logging"
 	"github.com/chatdr/chatdr/plugins"
@@ -19,6 +23,11 @@ import (
 )
 
 func main() {
+	// `chatdr-agent service install|uninstall|status` registers the agent
+	// with the operating system's service manager.
+	if len(os.Args) >= 2 && os.Args[1] == "service" {
+		os.Exit(runService(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	// `chatdr-agent plugin NAME` serves a built-in action plugin: the agent
 	// starts it this way, one process per plugin (hashicorp/go-plugin).
 	if len(os.Args) >= 2 && os.Args[1] == "plugin" {
@@ -39,8 +48,9 @@ func main() {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	version := fs.Bool("version", false, "print the version and exit")
+	serviceName := fs.String("service-name", install.DefaultName, "Windows service name, set by `service install`: the event-log source when the Service Control Manager runs the agent")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: chatdr-agent --config agent.yaml\n       chatdr-agent plugin NAME   (started by the agent itself)\n\nRuns the chatdr agent: a gRPC server (mutual TLS) that reports host facts,\nanswers probes and executes actions for the chatdr controller.\nStops gracefully on SIGTERM or SIGINT.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: chatdr-agent --config agent.yaml\n       chatdr-agent service install|uninstall|status [flags]   (see chatdr-agent service --help)\n       chatdr-agent plugin NAME   (started by the agent itself)\n\nRuns the chatdr agent: a gRPC server (mutual TLS) that reports host facts,\nanswers probes and executes actions for the chatdr controller.\nStops gracefully on SIGTERM or SIGINT, or on Stop/Shutdown when it runs\nas a Windows service.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -49,6 +59,9 @@ func main() {
 	if *version {
 		fmt.Println(buildinfo.Version())
 		return
+	}
+	if isWindowsService() {
+		os.Exit(serveWindows(*serviceName, *cfgPath, *logFormat, *logLevel))
 	}
 	log, err := logging.New(os.Stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -66,4 +79,40 @@ func main() {
 		log.Error("agent failed", "err", err)
 		os.Exit(1)
 	}
+}
+
+// serveWindows runs the agent under the Windows Service Control Manager:
+// logs go to the Application event log (source name), Stop and Shutdown
+// stop it gracefully, and a failure (including an unusable configuration)
+// ends the service with an error so that its recovery actions restart it.
+// It returns the process exit code.
+func serveWindows(name, cfgPath, logFormat, logLevel string) int {
+	var out io.Writer = os.Stderr
+	if w, closeLog, err := openServiceLog(name); err == nil {
+		defer closeLog()
+		out = w
+	}
+	log, err := logging.New(out, logFormat, logLevel)
+	if err != nil {
+		log = slog.New(slog.NewTextHandler(out, nil))
+		log.Error("bad log flags; using text at info", "err", err)
+	}
+	cfg, cfgErr := agent.LoadConfig(cfgPath)
+	grace := time.Duration(0)
+	if cfgErr == nil {
+		grace = time.Duration(cfg.ShutdownGrace)
+	}
+	err = runAsService(name, grace, func(ctx context.Context) error {
+		if cfgErr != nil {
+			return cfgErr
+		}
+		log.Info("agent starting as a Windows service", "service", name, "config", cfgPath)
+		return agent.Run(ctx, cfg, log, nil)
+	})
+	if err != nil {
+		log.Error("agent failed", "err", err)
+		return 1
+	}
+	log.Info("agent stopped")
+	return 0
 }
