@@ -3,12 +3,14 @@
 package lab_test
 
 import (
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,6 +21,33 @@ import (
 	"github.com/chatdr/chatdr/lab"
 	"github.com/chatdr/chatdr/sim/chat"
 )
+
+// waitBackupHoldsMessages waits until the log-shipping secondary restored a
+// log backup the primary took more than a second after pc1's first
+// acknowledged message (the file name carries the UTC time it was taken).
+func waitBackupHoldsMessages(t *testing.T, dir string, backup *sql.DB) {
+	t.Helper()
+	require.NoError(t, testutil.Eventually(2*time.Minute, 500*time.Millisecond, func() error {
+		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
+		if err != nil || len(acks) == 0 {
+			return fmt.Errorf("no message acknowledged yet (%v)", err)
+		}
+		var last sql.NullString
+		if err := backup.QueryRowContext(t.Context(), "SELECT last_restored_file FROM msdb.dbo.log_shipping_secondary_databases WHERE secondary_database = 'mgc'").Scan(&last); err != nil {
+			return err
+		}
+		name := filepath.Base(last.String)
+		stamp := strings.TrimSuffix(strings.TrimPrefix(name, "mgc_"), ".trn")
+		taken, err := time.Parse("20060102150405", stamp)
+		if err != nil {
+			return fmt.Errorf("nothing restored yet (last restored file %q)", last.String)
+		}
+		if !taken.After(acks[0].At.UTC().Add(time.Second)) {
+			return fmt.Errorf("last restored %s predates the first messages", name)
+		}
+		return nil
+	}))
+}
 
 // TestLab_DisasterFailoverWithApproval is the disaster test of issue 5:
 // every process of the primary site is killed (SIGKILL) while the chat
@@ -41,19 +70,11 @@ func TestLab_DisasterFailoverWithApproval(t *testing.T) {
 	topo, err := topology.Load(st.Topology)
 	require.NoError(t, err)
 
-	// Wait until log shipping restored something on the backup, so that
-	// the backup holds part of the chat history when dc1 is lost.
+	// Wait until log shipping restored a log backup taken after messages
+	// were acknowledged, so that the backup holds part of the chat history
+	// when dc1 is lost.
 	backup := sqlOpenDB(t, dir, "sql1.dc2.chatdr.lab", "master")
-	require.NoError(t, testutil.Eventually(90*time.Second, 500*time.Millisecond, func() error {
-		var f *string
-		if err := backup.QueryRowContext(t.Context(), "SELECT last_restored_file FROM msdb.dbo.log_shipping_secondary_databases WHERE secondary_database = 'mgc'").Scan(&f); err != nil {
-			return err
-		}
-		if f == nil || *f == "" {
-			return fmt.Errorf("nothing restored on the backup yet")
-		}
-		return nil
-	}))
+	waitBackupHoldsMessages(t, dir, backup)
 
 	// The data center is lost: its processes, and the share with them.
 	k := chatdr(t, nil, "lab", "kill", "--dir", dir, "--site", "dc1")

@@ -49,16 +49,7 @@ func splitBrainLab(t *testing.T) (dir string, operator, viewer, approver []strin
 	require.NoError(t, err)
 	oldPrimary = sqlOpenDB(t, dir, "sql1.dc1.chatdr.lab", "master")
 	backup = sqlOpenDB(t, dir, "sql1.dc2.chatdr.lab", "master")
-	require.NoError(t, testutil.Eventually(90*time.Second, 500*time.Millisecond, func() error {
-		var f *string
-		if err := backup.QueryRowContext(t.Context(), "SELECT last_restored_file FROM msdb.dbo.log_shipping_secondary_databases WHERE secondary_database = 'mgc'").Scan(&f); err != nil {
-			return err
-		}
-		if f == nil || *f == "" {
-			return fmt.Errorf("nothing restored on the backup yet")
-		}
-		return nil
-	}))
+	waitBackupHoldsMessages(t, dir, backup)
 	k := chatdr(t, nil, "lab", "kill", "--dir", dir, "--site", "dc1")
 	require.Equal(t, 0, k.code, k.stderr)
 	return dir, operator, viewer, approver, oldPrimary, backup, topo
