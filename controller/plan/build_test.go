@@ -221,7 +221,8 @@ func TestBuild_planned_zeroDataLossProof(t *testing.T) {
 	p := build(t, lab, plan.Facts{}, request(lab, plan.FailoverPlanned))
 	tail := find(t, p, "F0a-tail-log-backup-mgc")
 	require.Equal(t, lab.SQL.Primary.FQDN, tail.Host)
-	require.Equal(t, "/tmp/chatdr-lab/share/pchat-ls/mgc_20261129023000.trn", tail.Params["path"])
+	require.Equal(t, "/tmp/chatdr-lab/share/pchat-ls", tail.Params["dir"], "named by the agent when it is taken")
+	require.NotContains(t, tail.Params, "path")
 	rs := find(t, p, "F3-restore-logs-mgc")
 	require.Equal(t, map[string]any{"complete": true}, rs.Expect)
 	require.Equal(t, map[string]string{"reached_lsn": "F0a-tail-log-backup-mgc.last_lsn"}, rs.ExpectFrom)
@@ -301,7 +302,7 @@ func TestBuild_factsPickParameters(t *testing.T) {
 	cp := find(t, p, "F2-copy-logs-mgc")
 	require.Equal(t, "/srv/ls", cp.Params["source_dir"])
 	require.Equal(t, "/srv/copy", cp.Params["dest_dir"])
-	require.Equal(t, "/srv/ls/mgc_20261129023000.trn", find(t, p, "F0a-tail-log-backup-mgc").Params["path"])
+	require.Equal(t, "/srv/ls", find(t, p, "F0a-tail-log-backup-mgc").Params["dir"])
 	find(t, p, "F3-kill-sessions-before-restore-mgc") // standby: readers may be connected
 	require.True(t, find(t, p, "F0a-stop-chat-pc2").BestEffort, "an unreachable writer is best effort")
 	require.False(t, find(t, p, "F0a-stop-chat-pc1").BestEffort)
@@ -315,7 +316,10 @@ func TestBuild_factsPickParameters(t *testing.T) {
 func TestBuild_windowsPaths(t *testing.T) {
 	topo := loadTopology(t, "single-server-per-site")
 	p := build(t, topo, plan.Facts{}, request(topo, plan.FailoverPlanned))
-	require.Equal(t, `\\fs1.dc1.contoso.com\pchat-ls\mgc_20261129023000.trn`, find(t, p, "F0a-tail-log-backup-mgc").Params["path"])
+	require.Equal(t, `\\fs1.dc1.contoso.com\pchat-ls`, find(t, p, "F0a-tail-log-backup-mgc").Params["dir"])
+	dis := build(t, topo, plan.Facts{Reachable: map[string]bool{topo.SQL.Primary.FQDN: false}}, request(topo, plan.FailoverDisaster))
+	fence := find(t, dis, "F4c-fence-"+strings.SplitN(topo.SQL.Primary.FQDN, ".", 2)[0]+"-mgc").Params["path"]
+	require.Equal(t, `\\fs1.dc1.contoso.com\pchat-ls\mgc_orphaned_tail_`+topo.SQL.Primary.FQDN+`_20261129023000.bak`, fence, "UNC paths joined with backslashes")
 	fb := build(t, topo, plan.Facts{}, request(topo, plan.Failback))
 	require.Equal(t, `sql1.dc2.contoso.com\PCHAT`, find(t, fb, "B5-setup-log-shipping-primary").Params["secondary_server"])
 	require.Equal(t, "PCHAT", find(t, fb, "B5-install-primary-mirror-mgc").Params["sql_instance_name"])

@@ -191,10 +191,9 @@ func (b *builder) failover(disaster bool) error {
 	}
 	if !disaster {
 		tailID = "F0a-tail-log-backup-" + db
-		tailPath := joinPath(source, fmt.Sprintf("%s_%s.trn", db, stamp(b.r.Now)))
-		jobs = append(jobs, b.step(tailID, prim.FQDN, actTailLog, map[string]any{"database": db, "path": tailPath},
+		jobs = append(jobs, b.step(tailID, prim.FQDN, actTailLog, map[string]any{"database": db, "dir": source},
 			"design §4, domain §3 NORECOVERY variant step 2 [S35]: BACKUP LOG "+db+" WITH NORECOVERY into the log-shipping share: the last log, and the primary is left RESTORING (fenced)"))
-		b.note("The tail-log backup is written to %s (named like a log-shipping file, from the plan time).", tailPath)
+		b.note("The tail-log backup is written to %s, named when it is taken like a log-shipping file but to the millisecond (%s_yyyymmddhhmmssfff.trn): it cannot overwrite a file of the backup job, and it sorts after all of them.", source, db)
 	}
 	if disaster {
 		b.add("stop-log-shipping-jobs", jobs...)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -169,8 +170,26 @@ func (p *Plugin) tailLogBackup(ctx context.Context, db *sql.DB, params pluginsdk
 	if err != nil {
 		return nil, err
 	}
-	path, err := confine(p.roots, str(params, "path"))
-	if err != nil {
+	// Either a file (path), or a directory (dir) in which the file is named
+	// now, like a log-shipping backup but to the millisecond
+	// (<db>_yyyymmddhhmmssfff.trn, UTC): it can then neither overwrite a
+	// file the backup job wrote in the same second nor sort before one the
+	// job wrote after the plan was made, which the copy of F2 would take
+	// as already restored.
+	path, dir := str(params, "path"), str(params, "dir")
+	switch {
+	case path != "" && dir != "":
+		return nil, pluginsdk.Terminal("bad_params", "give path or dir, not both")
+	case path == "" && dir == "":
+		return nil, pluginsdk.Terminal("bad_params", "path or dir is required")
+	case dir != "":
+		if dir, err = confine(p.roots, dir); err != nil {
+			return nil, err
+		}
+		now := time.Now().UTC()
+		path = filepath.Join(dir, fmt.Sprintf("%s_%s%03d.trn", name, now.Format("20060102150405"), now.Nanosecond()/int(time.Millisecond)))
+	}
+	if path, err = confine(p.roots, path); err != nil {
 		return nil, err
 	}
 	st, err := readState(ctx, db, name)
@@ -183,18 +202,34 @@ func (p *Plugin) tailLogBackup(ctx context.Context, db *sql.DB, params pluginsdk
 	if st.restoring() {
 		// Already fenced: done if our file holds the tail that ends at the
 		// redo point; otherwise someone else fenced it and we must not guess.
-		if hs, err := readHeaders(ctx, db, path); err == nil && len(hs) > 0 {
-			h := hs[len(hs)-1]
-			if h.BackupType == 2 && strings.EqualFold(h.DatabaseName, name) && st.HasRedo && h.LastLSN.Cmp(st.Redo) == 0 {
-				return pluginsdk.Output{"database": name, "path": path, "changed": false, "first_lsn": h.FirstLSN.String(),
-					"last_lsn": h.LastLSN.String(), "backup_finish_date": h.FinishDate.Format(time.RFC3339)}, nil
+		candidates := []string{path}
+		if dir != "" {
+			candidates = newestLogFiles(dir, name, 20)
+		}
+		for _, c := range candidates {
+			if hs, err := readHeaders(ctx, db, c); err == nil && len(hs) > 0 {
+				h := hs[len(hs)-1]
+				if h.BackupType == 2 && strings.EqualFold(h.DatabaseName, name) && st.HasRedo && h.LastLSN.Cmp(st.Redo) == 0 {
+					return pluginsdk.Output{"database": name, "path": c, "changed": false, "first_lsn": h.FirstLSN.String(),
+						"last_lsn": h.LastLSN.String(), "backup_finish_date": h.FinishDate.Format(time.RFC3339)}, nil
+				}
 			}
 		}
-		return nil, pluginsdk.Terminal("already_restoring", "database %s is already %s and %s does not hold its tail-log backup", name, st.State, path).
+		where := path
+		if dir != "" {
+			where = "no log backup in " + dir
+		}
+		return nil, pluginsdk.Terminal("already_restoring", "database %s is already %s and %s holds its tail-log backup", name, st.State, where).
 			WithHint("find the tail-log backup that was taken (msdb.dbo.backupset) before going on")
 	}
 	if st.State != "ONLINE" {
 		return nil, pluginsdk.Terminal("wrong_state", "database %s is %s; a tail-log backup needs it ONLINE", name, st.State)
+	}
+	// Never overwrite another backup (WITH INIT would): a log backup of the
+	// database there is a link of the log chain.
+	if hs, err := readHeaders(ctx, db, path); err == nil && len(hs) > 0 {
+		return nil, pluginsdk.Terminal("file_exists", "%s already holds a %s backup of %s; overwriting it would break the log chain", path, backupTypeName(hs[len(hs)-1].BackupType), hs[len(hs)-1].DatabaseName).
+			WithHint("give another path, or pass dir to let the action name the file")
 	}
 	if err := execProgress(ctx, db, emit, "tail-log backup "+name,
 		"BACKUP LOG "+q+" TO DISK = @p1 WITH NORECOVERY, INIT, FORMAT, CHECKSUM, STATS = 10", path); err != nil {
@@ -207,6 +242,44 @@ func (p *Plugin) tailLogBackup(ctx context.Context, db *sql.DB, params pluginsdk
 	h := hs[len(hs)-1]
 	return pluginsdk.Output{"database": name, "path": path, "changed": true, "first_lsn": h.FirstLSN.String(),
 		"last_lsn": h.LastLSN.String(), "backup_finish_date": h.FinishDate.Format(time.RFC3339)}, nil
+}
+
+// newestLogFiles returns up to n log-shipping-named files of database db in
+// dir, newest name first.
+func newestLogFiles(dir, db string, n int) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	re := logFileRe(db)
+	var names []string
+	for _, e := range entries {
+		if e.Type().IsRegular() && re.MatchString(e.Name()) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(names)))
+	if len(names) > n {
+		names = names[:n]
+	}
+	out := make([]string, len(names))
+	for i, nm := range names {
+		out[i] = filepath.Join(dir, nm)
+	}
+	return out
+}
+
+// backupTypeName names a RESTORE HEADERONLY BackupType.
+func backupTypeName(t int) string {
+	switch t {
+	case 1:
+		return "full"
+	case 2:
+		return "log"
+	case 5:
+		return "differential"
+	}
+	return fmt.Sprintf("type %d", t)
 }
 
 // backupFull takes a full backup to path.
