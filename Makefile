@@ -76,3 +76,11 @@ clean:
 .PHONY: help
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# Time per fuzz target, and per minimization of an interesting input.
+FUZZTIME         ?= 30s
+FUZZMINIMIZETIME ?= 5s
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each, one after another (docs/testing.md)
+	GO=$(GO) FUZZTIME=$(FUZZTIME) FUZZMINIMIZETIME=$(FUZZMINIMIZETIME) scripts/fuzz.sh

@@ -237,7 +237,7 @@ func readBackupSets(path, what string) ([]backupSet, error) {
 		data = data[hl:]
 		cl := binary.LittleEndian.Uint64(data)
 		data = data[8:]
-		if uint64(len(data)) < cl+sha256.Size {
+		if uint64(len(data)) < sha256.Size || cl > uint64(len(data))-sha256.Size { // cl+Size may overflow
 			return nil, eof
 		}
 		content := data[:cl]
