@@ -59,6 +59,7 @@ bench: ## benchmarks; figures are recorded in docs/benchmarks.md
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./sim/mssql/
 	$(GO) test -run '^$$' -bench . -benchtime 5x ./plugins/mssql/
 	$(GO) test -run '^$$' -bench . -benchtime 500x ./e2e/
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./lab/
 
 .PHONY: demo
 demo: ## build, start the two-site lab, planned failover and failback with chat traffic; fails if a message is lost
