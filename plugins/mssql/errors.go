@@ -13,7 +13,7 @@ import (
 
 // retryableSQL are SQL Server errors that a later retry can get past.
 var retryableSQL = map[int32]string{
-	3101: "sessions hold the database; end them (mssql.db.kill_sessions) and retry",
+	3101: "sessions hold the database: find them with sp_who2 on this instance, stop their clients (or KILL them), then retry (a paused run: chatdr run resume)",
 	1205: "deadlock victim; retry",
 	5061: "the database is in use; retry after ending the sessions",
 	924:  "the database is in single-user mode and that user is connected; retry",

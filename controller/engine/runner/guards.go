@@ -217,11 +217,15 @@ func dataLossWindow(run *store.Run, from []string) window {
 			bad = true
 		}
 		if u, ok := out["unapplied"].([]any); ok && len(u) > 0 {
-			w.why = append(w.why, fmt.Sprintf("step %s left %d log backups unapplied", id, len(u)))
+			w.why = append(w.why, fmt.Sprintf("step %s left %d log backups unapplied: %s", id, len(u), outputWhy(out)))
 			bad = true
 		}
 		if out["source_readable"] == false {
-			w.why = append(w.why, fmt.Sprintf("step %s could not read the backup share", id))
+			note := fmt.Sprintf("step %s could not read the backup share", id)
+			if e, _ := out["error"].(string); e != "" {
+				note += ": " + e
+			}
+			w.why = append(w.why, note)
 			bad = true
 		}
 	}

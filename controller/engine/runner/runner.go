@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -668,6 +669,9 @@ func (r *Runner) fromResult(s plan.Step, res *agentv1.ExecutionResult, run *stor
 			return mk("bad_output", err.Error(), "", false)
 		}
 		if msg := checkExpect(s, out, run); msg != "" {
+			if why := outputWhy(out); why != "" {
+				msg += "; the action reports: " + why
+			}
 			return mk("expectation_unmet", msg, "the step is retried within its budget; when spent, check the host and resume", true)
 		}
 		return result{output: b}
@@ -706,6 +710,51 @@ func checkExpect(s plan.Step, out map[string]any, run *store.Run) string {
 		}
 	}
 	return strings.Join(bad, "; ")
+}
+
+// outputWhy returns what an action's output says about why it fell short:
+// its stop_reason and error fields and the files it left unapplied (with
+// their reasons when they add something). An unmet expectation is recorded
+// as an error without the output, so without this a paused run would show
+// only the values that differ (complete = false), not the cause (a gap in
+// the log chain, an unreadable log backup, an unreadable share).
+func outputWhy(out map[string]any) string {
+	var why []string
+	for _, f := range []string{"stop_reason", "error"} {
+		if s, _ := out[f].(string); s != "" {
+			why = append(why, s)
+		}
+	}
+	u, _ := out["unapplied"].([]any)
+	// In file (time) order: an unreadable file is the cause of the gap
+	// reported at the file after it.
+	u = slices.Clone(u)
+	file := func(x any) string {
+		m, _ := x.(map[string]any)
+		f, _ := m["file"].(string)
+		return f
+	}
+	slices.SortStableFunc(u, func(a, b any) int { return strings.Compare(file(a), file(b)) })
+	var files []string
+	for _, x := range u {
+		f := file(x)
+		if f == "" {
+			continue
+		}
+		if len(files) == 5 {
+			files = append(files, fmt.Sprintf("and %d more", len(u)-5))
+			break
+		}
+		m, _ := x.(map[string]any)
+		if reason, _ := m["reason"].(string); reason != "" && !slices.Contains(why, reason) {
+			f += " (" + reason + ")"
+		}
+		files = append(files, f)
+	}
+	if len(files) > 0 {
+		why = append(why, "unapplied: "+strings.Join(files, ", "))
+	}
+	return strings.Join(why, "; ")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
