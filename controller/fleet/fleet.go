@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/chatdr/chatdr/controller/store"
@@ -150,7 +151,12 @@ func (f *Fleet) SetAgents(agents []topology.Agent) error {
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
 				MinConnectTimeout: 2 * time.Second,
-			}))
+			}),
+			// A silent network (packets dropped, no RST) is noticed within
+			// Time+Timeout while a call is open, instead of at the end of
+			// the step's timeout (hours for a restore). The agent permits
+			// pings every 5 s or more.
+			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}))
 		if err != nil {
 			return fmt.Errorf("agent %s at %s: %w", a.Host, a.Address, err)
 		}

@@ -273,7 +273,7 @@ func (s *Store) CreateRun(in NewRun) (*Run, error) {
 				return err
 			}
 		}
-		return nil
+		return s.beforeCommit("create", run.ID)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create run for pool %s: %w", p.Pool, err)
@@ -442,6 +442,9 @@ func (s *Store) Fire(runID string, actor Actor, changes ...Change) (*Run, error)
 		}
 		r.Updated = now
 		run = r
+		if err := s.beforeCommit("fire", runID); err != nil {
+			return err
+		}
 		return putRun(tx, r)
 	})
 	if err != nil {
@@ -618,6 +621,9 @@ func (s *Store) BeginAttempt(runID, stepID string) (key string, err error) {
 		}
 		key = r.Step(stepID).Status.Key
 		r.Updated = now
+		if err := s.beforeCommit("attempt", runID); err != nil {
+			return err
+		}
 		return putRun(tx, r)
 	})
 	if err != nil {
@@ -678,6 +684,9 @@ func (s *Store) Approve(runID, stepID string, actor Actor, reason string) (run *
 		}
 		r.Updated = now
 		run = r
+		if err := s.beforeCommit("approve", runID); err != nil {
+			return err
+		}
 		return putRun(tx, r)
 	})
 	if err != nil {

@@ -36,6 +36,21 @@ type Hooks struct {
 	// AfterBeginAttempt is called after BeginAttempt journaled key, before
 	// the caller may send the request.
 	AfterBeginAttempt func(runID, stepID, key string)
+	// BeforeCommit, when set, is called inside the write transaction of
+	// CreateRun ("create"), Fire ("fire"), BeginAttempt ("attempt") and
+	// Approve ("approve") before it commits; an error aborts the
+	// transaction and is returned, as a failed write (disk full, I/O
+	// error) would be. Tests use it to prove that nothing is acted on that
+	// the store did not record.
+	BeforeCommit func(op, runID string) error
+}
+
+// beforeCommit runs Hooks.BeforeCommit when set.
+func (s *Store) beforeCommit(op, runID string) error {
+	if s.hooks.BeforeCommit == nil {
+		return nil
+	}
+	return s.hooks.BeforeCommit(op, runID)
 }
 
 // SetHooks installs hooks; call it before the store is used concurrently.

@@ -584,7 +584,7 @@ func (r *Runner) execute(ctx context.Context, s plan.Step, runID, key string, at
 	req := &agentv1.ExecuteRequest{IdempotencyKey: key, Action: s.Action, Params: params, Timeout: durationpb.New(s.Timeout)}
 	var run *store.Run
 	for try := 0; try < 4; try++ {
-		res, got, err := r.executeOnce(ctx, cl, req, runID, s)
+		res, sent, err := r.executeOnce(ctx, cl, req, runID, s)
 		if err == nil {
 			if run == nil {
 				run, _ = r.st.GetRun(runID)
@@ -598,7 +598,9 @@ func (r *Runner) execute(ctx context.Context, s plan.Step, runID, key string, at
 		ge, gerr := cl.GetExecution(gctx, &agentv1.GetExecutionRequest{IdempotencyKey: key})
 		cancel()
 		switch {
-		case gerr != nil && !got && !attach && status.Code(err) == codes.Unavailable:
+		case gerr != nil && !sent && !attach && status.Code(err) == codes.Unavailable:
+			// The call failed before a stream existed (no connection): the
+			// request was not sent, a new attempt is safe.
 			return result{err: unreachable(s, err), retryable: true, notSent: true}
 		case gerr != nil:
 			return result{err: &engine.Error{Code: "outcome_unknown", Host: s.Host,
@@ -633,17 +635,19 @@ func (r *Runner) execute(ctx context.Context, s plan.Step, runID, key string, at
 func (r *Runner) executeOnce(ctx context.Context, cl agentv1.AgentServiceClient, req *agentv1.ExecuteRequest, runID string, s plan.Step) (*agentv1.ExecutionResult, bool, error) {
 	cctx, cancel := context.WithTimeout(ctx, s.Timeout+r.opts.ExecuteGrace)
 	defer cancel()
+	// sent: once the stream exists the request may have reached the agent
+	// (it went out on a ready connection), even if no event came back:
+	// a connection lost afterwards (keepalive, reset) must not be taken
+	// for "not sent", or a new attempt could run the action twice.
 	stream, err := cl.Execute(cctx, req)
 	if err != nil {
 		return nil, false, err
 	}
-	got := false
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
-			return nil, got, err
+			return nil, true, err
 		}
-		got = true
 		if res := ev.GetResult(); res != nil {
 			return res, true, nil
 		}
