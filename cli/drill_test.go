@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -75,21 +74,10 @@ func TestRenderDrill(t *testing.T) {
 // TestDrill_againstController runs drill, drill list and drill show
 // through an in-process controller over fake agents.
 func TestDrill_againstController(t *testing.T) {
-	tlsDir := testutil.NewTLSDir(t)
-	hosts, err := testutil.LabHosts(4)
+	lab, _ := ctltest.StartLab(t, fakeagent.Start, fakeagent.Addrs, 2*time.Second)
+	tlsDir, ctl := lab.TLSDir, lab.Ctl
+	hosts, err := testutil.LabHosts(4) // the names StartLab used
 	require.NoError(t, err)
-	var specs []testutil.AgentSpec
-	for _, h := range hosts {
-		specs = append(specs, h.AgentSpec())
-	}
-	agents := fakeagent.Start(t, tlsDir, specs)
-	dir := t.TempDir()
-	topo := filepath.Join(dir, "topology.yaml")
-	require.NoError(t, testutil.WriteTopology(topo, hosts, fakeagent.Addrs(agents)))
-	cfg, err := testutil.WriteControllerConfig(dir, tlsDir, testutil.ControllerSpec{Topology: topo,
-		StateDir: filepath.Join(dir, "state"), AgentTimeout: 2 * time.Second})
-	require.NoError(t, err)
-	ctl := ctltest.StartController(t, cfg)
 	as := func(id string, args ...string) (int, string, string) {
 		return runMain(append([]string{"--controller", ctl.Addr, "--tls-dir", tlsDir, "--identity", id, "drill"}, args...)...)
 	}

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,21 +104,8 @@ func TestRenderPreflight(t *testing.T) {
 // database, pool state or log-shipping fact is known, so the verdict is
 // NO-GO with reasons naming what is missing.
 func TestPreflight_againstController(t *testing.T) {
-	tlsDir := testutil.NewTLSDir(t)
-	hosts, err := testutil.LabHosts(4)
-	require.NoError(t, err)
-	var specs []testutil.AgentSpec
-	for _, h := range hosts {
-		specs = append(specs, h.AgentSpec())
-	}
-	agents := testutil.StartAgents(t, tlsDir, specs)
-	dir := t.TempDir()
-	topo := filepath.Join(dir, "topology.yaml")
-	require.NoError(t, testutil.WriteTopology(topo, hosts, testutil.Addrs(agents)))
-	cfg, err := testutil.WriteControllerConfig(dir, tlsDir, testutil.ControllerSpec{Topology: topo,
-		StateDir: filepath.Join(dir, "state"), AgentTimeout: 2 * time.Second})
-	require.NoError(t, err)
-	ctl := ctltest.StartController(t, cfg)
+	lab, _ := ctltest.StartLab(t, testutil.StartAgents, testutil.Addrs, 2*time.Second)
+	tlsDir, ctl := lab.TLSDir, lab.Ctl
 	as := func(id string, args ...string) (int, string, string) {
 		return runMain(append([]string{"--controller", ctl.Addr, "--tls-dir", tlsDir, "--identity", id, "preflight"}, args...)...)
 	}

@@ -2,7 +2,6 @@ package cli_test
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,21 +16,8 @@ import (
 // against a controller whose agents have no plugins: the run starts and
 // stops on its first step, which is what the commands then report.
 func TestRun_CommandsAgainstController(t *testing.T) {
-	tlsDir := testutil.NewTLSDir(t)
-	hosts, err := testutil.LabHosts(4)
-	require.NoError(t, err)
-	var specs []testutil.AgentSpec
-	for _, h := range hosts {
-		specs = append(specs, h.AgentSpec())
-	}
-	agents := testutil.StartAgents(t, tlsDir, specs)
-	dir := t.TempDir()
-	topo := filepath.Join(dir, "topology.yaml")
-	require.NoError(t, testutil.WriteTopology(topo, hosts, testutil.Addrs(agents)))
-	cfg, err := testutil.WriteControllerConfig(dir, tlsDir, testutil.ControllerSpec{Topology: topo,
-		StateDir: filepath.Join(dir, "state"), AgentTimeout: 500 * time.Millisecond})
-	require.NoError(t, err)
-	ctl := ctltest.StartController(t, cfg)
+	lab, _ := ctltest.StartLab(t, testutil.StartAgents, testutil.Addrs, 500*time.Millisecond)
+	tlsDir, ctl := lab.TLSDir, lab.Ctl
 	as := func(id string, args ...string) (int, string, string) {
 		return run(append([]string{"--controller", ctl.Addr, "--tls-dir", tlsDir, "--identity", id}, args...)...)
 	}
