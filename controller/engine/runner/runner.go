@@ -676,7 +676,7 @@ func (r *Runner) fromResult(s plan.Step, res *agentv1.ExecutionResult, run *stor
 			if why := outputWhy(out); why != "" {
 				msg += "; the action reports: " + why
 			}
-			return mk("expectation_unmet", msg, "the step is retried within its budget; when spent, check the host and resume", true)
+			return mk("expectation_unmet", msg, expectHint(s), true)
 		}
 		return result{output: b}
 	case agentv1.ExecutionState_EXECUTION_STATE_FAILED:
@@ -714,6 +714,24 @@ func checkExpect(s plan.Step, out map[string]any, run *store.Run) string {
 		}
 	}
 	return strings.Join(bad, "; ")
+}
+
+// expectHint is what the operator should look at when a step's
+// expectation stays unmet, by what the step waits for.
+func expectHint(s plan.Step) string {
+	const tail = "the step is retried within its budget; when spent, fix the cause and resume the run"
+	switch s.Action {
+	case "csshell.cs.get_state":
+		return fmt.Sprintf("the local store of %s has not caught up with the Central Management Store (CMS replication, domain §6.14): "+
+			"check the Replica Replicator Agent (RTCREPLICA) on %s and Get-CsManagementStoreReplicationStatus; %s", s.Host, s.Host, tail)
+	case "mssql.mirror.status":
+		return "database mirroring has not reached the expected state: check sys.database_mirroring on both partners, " +
+			"their mirroring endpoints (ports 5022/7022 open, the mirror's SQL Server running); " + tail
+	case "mssql.ls.restore_pending":
+		return "the restore did not reach the point the plan proves (see what the action reports): " +
+			"put the missing or damaged log backup in the copy directory; " + tail
+	}
+	return "check the host; " + tail
 }
 
 // outputWhy returns what an action's output says about why it fell short:
