@@ -127,7 +127,7 @@ func serve(ctx context.Context, cfg *Config, topo *topology.Topology, agents []t
 	met.runs = newRunMetrics(met.reg, st)
 	progress := newProgressBook(time.Now)
 	s := &Server{cfg: cfg, log: log, fleet: fl, topo: topo, metrics: met, store: st, runCtx: runCtx, progress: progress,
-		runner: runner.New(st, fl, runner.Options{Topology: topo, Jitter: 0.2, Observer: met.runs, OnProgress: progress.record})}
+		runner: runner.New(st, fl, runner.Options{Topology: topo, Jitter: 0.2, Observer: met.runs, OnProgress: progress.record, Log: log})}
 	// Runs stop (their steps in flight stay journaled for the next start)
 	// before the fleet and the store close.
 	defer s.runs.Wait()

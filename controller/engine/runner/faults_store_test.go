@@ -1,10 +1,13 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -60,9 +63,16 @@ func TestRunner_Start_attemptNotJournaled(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	err := e.runner(h).Start(ctx, id)
+	var logged syncBuffer
+	r := e.runner(h)
+	r.opts.Log = slog.New(slog.NewTextHandler(&logged, nil))
+	err := r.Start(ctx, id)
 	require.ErrorIs(t, err, context.DeadlineExceeded, "the runner waits for the store rather than acting")
 	require.Greater(t, refused.Load(), int64(1), "the runner kept trying to journal b's attempt")
+	// The operator is told, once (rate-limited), not at every retry.
+	require.Equal(t, 1, strings.Count(logged.String(), "store cannot be written"), logged.String())
+	require.Contains(t, logged.String(), "step=b")
+	require.Contains(t, logged.String(), "free space")
 
 	run := e.run(id)
 	require.Equal(t, engine.RunRunning, run.Status.State)
@@ -154,4 +164,22 @@ func TestStore_BeforeCommit_abortsWrite(t *testing.T) {
 	require.True(t, errors.Is(err, errDiskFull), "%v", err)
 	e.st.SetHooks(store.Hooks{})
 	require.Equal(t, engine.RunPending, e.run(id).Status.State)
+}
+
+// syncBuffer is a bytes.Buffer safe for the runner's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

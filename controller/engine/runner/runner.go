@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -71,6 +72,10 @@ type Options struct {
 	Poll time.Duration
 	// OnProgress, when set, receives the agents' progress and log events.
 	OnProgress ProgressFunc
+	// Log receives what the operator must know that no run records, such
+	// as a store that cannot be written (nothing is sent then); default:
+	// discarded.
+	Log *slog.Logger
 	// Observer, when set, is told of every recorded attempt and of every
 	// run the runner stops driving (metrics).
 	Observer Observer
@@ -113,6 +118,27 @@ type Runner struct {
 
 	mu      sync.Mutex
 	driving map[string]bool
+	// warned rate-limits storeFailed: run/step/op -> last warning.
+	warned map[string]time.Time
+}
+
+// storeFailed logs, at most once a minute per step and operation, that the
+// store refused a write: the run does not move (nothing is sent to an agent
+// that is not journaled first), and without this line nobody would know.
+func (r *Runner) storeFailed(runID, stepID, op string, err error) {
+	k := runID + "/" + stepID + "/" + op
+	r.mu.Lock()
+	last, seen := r.warned[k]
+	now := time.Now()
+	if seen && now.Sub(last) < time.Minute {
+		r.mu.Unlock()
+		return
+	}
+	r.warned[k] = now
+	r.mu.Unlock()
+	r.opts.Log.Error("the controller's store cannot be written: the step waits, nothing is sent to the agent",
+		"run", runID, "step", stepID, "write", op, "err", err,
+		"hint", "free space in the controller's state directory or fix its disk; the run continues by itself once writes succeed")
 }
 
 // New returns a runner over st that reaches agents through agents.
@@ -130,7 +156,10 @@ func New(st *store.Store, agents AgentClients, opts Options) *Runner {
 		opts.Poll = 250 * time.Millisecond
 	}
 	opts.Jitter = min(max(opts.Jitter, 0), 1)
-	return &Runner{st: st, agents: agents, opts: opts, driving: map[string]bool{}}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{st: st, agents: agents, opts: opts, driving: map[string]bool{}, warned: map[string]time.Time{}}
 }
 
 var controller = store.ControllerActor()
@@ -470,6 +499,7 @@ func (r *Runner) driveStep(ctx context.Context, runID string, s plan.Step) {
 				if errors.Is(err, engine.ErrInvalidTransition) {
 					continue // the run changed under us (cancel, pause, wait)
 				}
+				r.storeFailed(runID, s.ID, "journal the attempt", err)
 				return
 			}
 			res := r.execute(ctx, s, runID, key, false)
@@ -892,6 +922,9 @@ func (r *Runner) record(runID string, s plan.Step, key string, res result) {
 		fired = err == nil && len(cs) > 0
 		return cs, err
 	})
+	if err != nil {
+		r.storeFailed(runID, s.ID, "record the outcome of "+key, err)
+	}
 	if err == nil && fired && r.opts.Observer != nil {
 		if rec := run.Step(s.ID); rec != nil {
 			r.opts.Observer.AttemptEnded(run, rec)
