@@ -210,8 +210,7 @@ func (p *Plugin) tailLogBackup(ctx context.Context, db *sql.DB, params pluginsdk
 			if hs, err := readHeaders(ctx, db, c); err == nil && len(hs) > 0 {
 				h := hs[len(hs)-1]
 				if h.BackupType == 2 && strings.EqualFold(h.DatabaseName, name) && st.HasRedo && h.LastLSN.Cmp(st.Redo) == 0 {
-					return pluginsdk.Output{"database": name, "path": c, "changed": false, "first_lsn": h.FirstLSN.String(),
-						"last_lsn": h.LastLSN.String(), "backup_finish_date": h.FinishDate.Format(time.RFC3339)}, nil
+					return tailFields(pluginsdk.Output{"database": name, "path": c, "changed": false}, h), nil
 				}
 			}
 		}
@@ -231,17 +230,32 @@ func (p *Plugin) tailLogBackup(ctx context.Context, db *sql.DB, params pluginsdk
 		return nil, pluginsdk.Terminal("file_exists", "%s already holds a %s backup of %s; overwriting it would break the log chain", path, backupTypeName(hs[len(hs)-1].BackupType), hs[len(hs)-1].DatabaseName).
 			WithHint("give another path, or pass dir to let the action name the file")
 	}
-	if err := execProgress(ctx, db, emit, "tail-log backup "+name,
-		"BACKUP LOG "+q+" TO DISK = @p1 WITH NORECOVERY, INIT, FORMAT, CHECKSUM, STATS = 10", path); err != nil {
-		return nil, sqlError("BACKUP LOG "+name+" WITH NORECOVERY", err)
+	if err := backupTail(ctx, db, emit, "tail-log backup", name, q, path); err != nil {
+		return nil, err
 	}
 	hs, err := readHeaders(ctx, db, path)
 	if err != nil || len(hs) == 0 {
 		return nil, pluginsdk.Terminal("backup_unreadable", "tail-log backup %s was written but cannot be read back: %v", path, err)
 	}
-	h := hs[len(hs)-1]
-	return pluginsdk.Output{"database": name, "path": path, "changed": true, "first_lsn": h.FirstLSN.String(),
-		"last_lsn": h.LastLSN.String(), "backup_finish_date": h.FinishDate.Format(time.RFC3339)}, nil
+	return tailFields(pluginsdk.Output{"database": name, "path": path, "changed": true}, hs[len(hs)-1]), nil
+}
+
+// backupTail takes the tail-log backup of database name (q: its quoted
+// identifier) to path WITH NORECOVERY, which leaves the database RESTORING:
+// the one statement both the planned failover's F0a and db.fence use.
+func backupTail(ctx context.Context, db *sql.DB, emit pluginsdk.Emitter, stage, name, q, path string) error {
+	if err := execProgress(ctx, db, emit, stage+" "+name,
+		"BACKUP LOG "+q+" TO DISK = @p1 WITH NORECOVERY, INIT, FORMAT, CHECKSUM, STATS = 10", path); err != nil {
+		return sqlError("BACKUP LOG "+name+" WITH NORECOVERY", err)
+	}
+	return nil
+}
+
+// tailFields adds a log backup's LSN range and finish time to out.
+func tailFields(out pluginsdk.Output, h backupHeader) pluginsdk.Output {
+	out["first_lsn"], out["last_lsn"] = h.FirstLSN.String(), h.LastLSN.String()
+	out["backup_finish_date"] = h.FinishDate.Format(time.RFC3339)
+	return out
 }
 
 // newestLogFiles returns up to n log-shipping-named files of database db in

@@ -3,7 +3,6 @@ package mssql
 import (
 	"context"
 	"database/sql"
-	"time"
 
 	"github.com/chatdr/chatdr/pluginsdk"
 )
@@ -57,21 +56,18 @@ func (p *Plugin) fence(ctx context.Context, db *sql.DB, params pluginsdk.Params,
 	if _, err := p.killSessions(ctx, db, params, emit); err != nil {
 		return nil, err
 	}
-	err = execProgress(ctx, db, emit, "fencing tail-log backup "+name,
-		"BACKUP LOG "+q+" TO DISK = @p1 WITH NORECOVERY, INIT, FORMAT, CHECKSUM, STATS = 10", path)
+	err = backupTail(ctx, db, emit, "fencing tail-log backup", name, q, path)
 	if err == nil {
 		out["changed"], out["method"], out["path"], out["state"] = true, "tail_log_norecovery", path, "RESTORING"
 		if hs, herr := readHeaders(ctx, db, path); herr == nil && len(hs) > 0 {
-			h := hs[len(hs)-1]
-			out["first_lsn"], out["last_lsn"] = h.FirstLSN.String(), h.LastLSN.String()
-			out["backup_finish_date"] = h.FinishDate.Format(time.RFC3339)
+			tailFields(out, hs[len(hs)-1])
 		}
 		return out, nil
 	}
 	if ctx.Err() != nil {
-		return nil, sqlError("BACKUP LOG "+name+" WITH NORECOVERY", err)
+		return nil, err
 	}
-	backupErr := sqlError("BACKUP LOG "+name+" WITH NORECOVERY", err).Error()
+	backupErr := err.Error()
 	if _, oerr := db.ExecContext(ctx, "ALTER DATABASE "+q+" SET OFFLINE WITH ROLLBACK IMMEDIATE"); oerr != nil {
 		return nil, pluginsdk.Terminal("fence_failed", "%s is writable and could not be fenced: the tail-log backup failed (%s) and SET OFFLINE failed (%v)",
 			name, backupErr, sqlError("ALTER DATABASE "+name+" SET OFFLINE", oerr)).
