@@ -48,17 +48,6 @@ func showRun(t *testing.T, env []string, id string) (runJSON, bool) {
 	return run, true
 }
 
-// labEnv returns the environment `lab up` prints (export lines).
-func labEnv(out string) []string {
-	var env []string
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(l, "export "); ok {
-			env = append(env, v)
-		}
-	}
-	return env
-}
-
 // controllerRunning reports whether the lab's controller process is alive.
 func controllerRunning(t *testing.T, dir string) bool {
 	t.Helper()

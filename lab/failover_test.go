@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,12 +25,7 @@ func TestLab_PlannedFailover(t *testing.T) {
 	t.Cleanup(func() { _, _ = lab.Down(dir, 5*time.Second) })
 	up := chatdr(t, nil, "lab", "up", "--dir", dir, "--bin", binDir)
 	require.Equal(t, 0, up.code, "lab up: %s", up.stderr)
-	var env []string
-	for _, l := range strings.Split(up.stdout, "\n") {
-		if v, ok := strings.CutPrefix(l, "export "); ok {
-			env = append(env, v)
-		}
-	}
+	env := labEnv(up.stdout)
 	require.NoError(t, testutil.Eventually(30*time.Second, 200*time.Millisecond, func() error {
 		_, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
 		return err

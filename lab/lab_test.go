@@ -65,6 +65,17 @@ func chatdr(t testing.TB, env []string, args ...string) result {
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
+// labEnv returns the environment `lab up` prints (export lines).
+func labEnv(out string) []string {
+	var env []string
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "export "); ok {
+			env = append(env, v)
+		}
+	}
+	return env
+}
+
 // fleetJSON is the part of `fleet status -o json` the tests read.
 type fleetJSON struct {
 	Pool   string `json:"pool"`
@@ -109,12 +120,7 @@ func TestLab_UpKillRestartDown(t *testing.T) {
 
 	up := chatdr(t, nil, "lab", "up", "--dir", dir, "--bin", binDir)
 	require.Equal(t, 0, up.code, "lab up: %s", up.stderr)
-	var env []string
-	for _, l := range strings.Split(up.stdout, "\n") {
-		if v, ok := strings.CutPrefix(l, "export "); ok {
-			env = append(env, v)
-		}
-	}
+	env := labEnv(up.stdout)
 	require.Len(t, env, 3, up.stdout)
 	require.Contains(t, env, "CHATDR_TLS_DIR="+filepath.Join(dir, "tls"))
 

@@ -71,12 +71,7 @@ func TestLab_StartSite(t *testing.T) {
 	t.Cleanup(func() { _, _ = lab.Down(dir, 5*time.Second) })
 	up := chatdr(t, nil, "lab", "up", "--dir", dir, "--bin", binDir)
 	require.Equal(t, 0, up.code, "lab up: %s", up.stderr)
-	var env []string
-	for _, l := range strings.Split(up.stdout, "\n") {
-		if v, ok := strings.CutPrefix(l, "export "); ok {
-			env = append(env, v)
-		}
-	}
+	env := labEnv(up.stdout)
 	require.NoError(t, testutil.Eventually(30*time.Second, 100*time.Millisecond, func() error {
 		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
 		if err != nil || len(acks) < 3 {
