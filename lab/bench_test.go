@@ -16,10 +16,8 @@ import (
 
 	"github.com/chatdr/chatdr/controller/topology"
 	"github.com/chatdr/chatdr/internal/pki"
-	"github.com/chatdr/chatdr/internal/testutil"
 	"github.com/chatdr/chatdr/lab"
 	agentv1 "github.com/chatdr/chatdr/proto/chatdr/agent/v1"
-	"github.com/chatdr/chatdr/sim/chat"
 )
 
 // benchRun is the part of `run show -o json` the overhead needs.
@@ -121,15 +119,7 @@ func BenchmarkLab_orchestrationOverhead(b *testing.B) {
 		b.Cleanup(func() { cc.Close() })
 		agents[a.Host] = agentv1.NewAgentServiceClient(cc)
 	}
-	if err := testutil.Eventually(60*time.Second, 200*time.Millisecond, func() error {
-		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
-		if err == nil && len(acks) == 0 {
-			err = fmt.Errorf("no message acknowledged yet")
-		}
-		return err
-	}); err != nil {
-		b.Fatal(err)
-	}
+	waitFirstAck(b, dir)
 	n := 0
 	var total time.Duration
 	var steps int

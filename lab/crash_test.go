@@ -19,7 +19,6 @@ import (
 	"github.com/chatdr/chatdr/agent/journal"
 	"github.com/chatdr/chatdr/internal/testutil"
 	"github.com/chatdr/chatdr/lab"
-	"github.com/chatdr/chatdr/sim/chat"
 )
 
 // runJSON is the part of `chatdr run show -o json` these tests read.
@@ -99,13 +98,7 @@ func TestLab_ControllerKilledAtEveryStepBoundary(t *testing.T) {
 	env := labEnv(up.stdout)
 	operator := slices.Concat(env, []string{"CHATDR_IDENTITY=operator"})
 	viewer := slices.Concat(env, []string{"CHATDR_IDENTITY=viewer"})
-	require.NoError(t, testutil.Eventually(60*time.Second, 200*time.Millisecond, func() error {
-		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
-		if err == nil && len(acks) == 0 {
-			err = fmt.Errorf("no message acknowledged yet")
-		}
-		return err
-	}))
+	waitFirstAck(t, dir)
 
 	// Every RESTORE LOG on the backup instance takes 3 s more: F3 is long
 	// enough to be killed in.

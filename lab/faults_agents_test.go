@@ -116,13 +116,7 @@ func afStartLab(t *testing.T) (dir string, operator, viewer []string) {
 	up := chatdr(t, nil, "lab", "up", "--dir", dir, "--bin", binDir)
 	require.Equal(t, 0, up.code, "lab up: %s", up.stderr)
 	env := labEnv(up.stdout)
-	require.NoError(t, testutil.Eventually(60*time.Second, 200*time.Millisecond, func() error {
-		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
-		if err == nil && len(acks) == 0 {
-			err = fmt.Errorf("no message acknowledged yet")
-		}
-		return err
-	}))
+	waitFirstAck(t, dir)
 	return dir, slices.Concat(env, []string{"CHATDR_IDENTITY=operator"}), slices.Concat(env, []string{"CHATDR_IDENTITY=viewer"})
 }
 

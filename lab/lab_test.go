@@ -76,6 +76,21 @@ func labEnv(out string) []string {
 	return env
 }
 
+// waitFirstAck waits until pc1 has had a chat message acknowledged: the
+// lab is in production.
+func waitFirstAck(tb testing.TB, dir string) {
+	tb.Helper()
+	if err := testutil.Eventually(60*time.Second, 200*time.Millisecond, func() error {
+		acks, err := chat.ReadAcks(lab.AckFile(dir, "pc1.dc1.chatdr.lab"))
+		if err == nil && len(acks) == 0 {
+			err = fmt.Errorf("no message acknowledged yet")
+		}
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // fleetJSON is the part of `fleet status -o json` the tests read.
 type fleetJSON struct {
 	Pool   string `json:"pool"`
